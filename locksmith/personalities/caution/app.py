@@ -1,0 +1,62 @@
+"""Assembly of the `caution` command tree.
+
+Each command group lives in its own module and exposes a `typer.Typer`; this module only wires
+them together and handles the global options of cli.md §1.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+
+from locksmith import __version__
+from locksmith.personalities.caution import ui
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"caution (locksmith) {__version__}")
+        raise typer.Exit(0)
+
+
+def build_app() -> click.Command:
+    app = typer.Typer(
+        name="caution",
+        help="Caution-compatible holder and developer CLI for Locksmith quorums.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+
+    @app.callback()
+    def _global(
+        verbose: bool = typer.Option(False, "-v", "--verbose", help="Extra diagnostics on stderr."),
+        workdir: Optional[Path] = typer.Option(
+            None, "--workdir", envvar="CAUTION_WORKDIR",
+            help="Run as if started in this directory.",
+        ),
+        version: bool = typer.Option(
+            False, "--version", callback=_version, is_eager=True, help="Print the version."
+        ),
+    ) -> None:
+        ui.set_verbose(verbose)
+        if workdir is not None:
+            try:
+                os.chdir(workdir)
+            except OSError as exc:
+                raise ui.CliError(f"cannot use --workdir {workdir}", [exc.strerror or str(exc)])
+
+    from locksmith.personalities.caution.secret import secret_app
+
+    app.add_typer(secret_app, name="secret", help="Quorum secrets: keygen, encrypt, ...")
+    app.add_typer(secret_app, name="secrets", hidden=True)
+
+    from locksmith.personalities.caution.attestation import attestation_app
+
+    app.add_typer(attestation_app, name="attestation", help="Verify or simulate Nitro attestations.")
+    return typer.main.get_command(app)
