@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 
 from locksmith import __version__
@@ -23,7 +22,7 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-def build_app() -> click.Command:
+def build_app() -> typer.core.TyperGroup:
     app = typer.Typer(
         name="caution",
         help="Caution-compatible holder and developer CLI for Locksmith quorums.",
@@ -59,4 +58,6 @@ def build_app() -> click.Command:
     from locksmith.personalities.caution.attestation import attestation_app
 
     app.add_typer(attestation_app, name="attestation", help="Verify or simulate Nitro attestations.")
-    return typer.main.get_command(app)
+    command = typer.main.get_command(app)
+    assert isinstance(command, typer.core.TyperGroup)
+    return command

@@ -1,0 +1,248 @@
+"""v4 key packets: parse and build their bodies, fingerprints, and `cryptography` key objects.
+
+This is the shared vocabulary of the OpenPGP layer: the message code encrypts to a `PublicKey`
+and decrypts with a `SecretKey`; the certificate adapter and the quorum-key derivation produce
+them. Only v4 keys exist here (formats.md §11: v3/v6 → `unsupported key version`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Union
+
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
+
+from locksmith.core.openpgp.errors import PacketError, UnsupportedKey
+
+# Public-key algorithm ids (RFC 4880 §9.1, RFC 6637, draft-koch-eddsa).
+RSA_ENCRYPT_SIGN = 1
+RSA_ENCRYPT_ONLY = 2
+RSA_SIGN_ONLY = 3
+ECDH = 18
+ECDSA = 19
+EDDSA = 22
+RSA_ALGORITHMS = (RSA_ENCRYPT_SIGN, RSA_ENCRYPT_ONLY, RSA_SIGN_ONLY)
+
+OID_ED25519 = bytes.fromhex("2b06010401da470f01")
+OID_CURVE25519 = bytes.fromhex("2b060104019755010501")
+OID_P256 = bytes.fromhex("2a8648ce3d030107")
+OID_P384 = bytes.fromhex("2b81040022")
+OID_P521 = bytes.fromhex("2b81040023")
+NIST_CURVES: dict[bytes, ec.EllipticCurve] = {
+    OID_P256: ec.SECP256R1(),
+    OID_P384: ec.SECP384R1(),
+    OID_P521: ec.SECP521R1(),
+}
+
+PublicKeyObject = Union[
+    ed25519.Ed25519PublicKey, x25519.X25519PublicKey, rsa.RSAPublicKey, ec.EllipticCurvePublicKey
+]
+PrivateKeyObject = Union[
+    ed25519.Ed25519PrivateKey, x25519.X25519PrivateKey, rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey
+]
+
+MIN_RSA_BITS = 2048
+
+
+def encode_mpi(value: int | bytes) -> bytes:
+    raw = value if isinstance(value, bytes) else value.to_bytes((value.bit_length() + 7) // 8, "big")
+    raw = raw.lstrip(b"\x00")
+    bits = (len(raw) - 1) * 8 + raw[0].bit_length() if raw else 0
+    return bits.to_bytes(2, "big") + raw
+
+
+def read_mpi(data: bytes, pos: int) -> tuple[bytes, int]:
+    """Read one MPI at `pos`; return its value bytes (big-endian, as stored) and the new offset."""
+    if pos + 2 > len(data):
+        raise PacketError("truncated MPI")
+    bits = int.from_bytes(data[pos : pos + 2], "big")
+    end = pos + 2 + (bits + 7) // 8
+    if end > len(data):
+        raise PacketError("truncated MPI")
+    return data[pos + 2 : end], end
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """A parsed v4 public key (primary or subkey)."""
+
+    created: int
+    algorithm: int
+    material: bytes  # the algorithm-specific fields exactly as on the wire
+    oid: bytes | None = None
+    point: bytes | None = None  # EC point octets (0x40-prefixed native, or 0x04 || x || y)
+    rsa_n: int | None = None
+    rsa_e: int | None = None
+    kdf_hash: int | None = None
+    kdf_cipher: int | None = None
+    _fpr: bytes = field(default=b"", repr=False, compare=False)
+
+    @property
+    def body(self) -> bytes:
+        return b"\x04" + self.created.to_bytes(4, "big") + bytes([self.algorithm]) + self.material
+
+    @property
+    def fingerprint(self) -> bytes:
+        body = self.body
+        return hashlib.sha1(b"\x99" + len(body).to_bytes(2, "big") + body).digest()
+
+    @property
+    def fingerprint_hex(self) -> str:
+        return self.fingerprint.hex().upper()
+
+    @property
+    def key_id(self) -> bytes:
+        return self.fingerprint[-8:]
+
+    @property
+    def supported(self) -> bool:
+        """Whether this project can use the key (formats.md §11 algorithm list)."""
+        try:
+            self.crypto_key()
+        except UnsupportedKey:
+            return False
+        return True
+
+    def crypto_key(self) -> PublicKeyObject:
+        """The `cryptography` public key; `UnsupportedKey` for anything outside formats.md §11."""
+        alg = self.algorithm
+        if alg in RSA_ALGORITHMS and self.rsa_n is not None and self.rsa_e is not None:
+            if self.rsa_n.bit_length() < MIN_RSA_BITS:
+                raise UnsupportedKey(f"RSA key of {self.rsa_n.bit_length()} bits is too small")
+            return rsa.RSAPublicNumbers(self.rsa_e, self.rsa_n).public_key()
+        point = self.point or b""
+        if alg == EDDSA and self.oid == OID_ED25519 and len(point) == 33 and point[0] == 0x40:
+            return ed25519.Ed25519PublicKey.from_public_bytes(point[1:])
+        if alg == ECDH and self.oid == OID_CURVE25519 and len(point) == 33 and point[0] == 0x40:
+            return x25519.X25519PublicKey.from_public_bytes(point[1:])
+        if alg in (ECDH, ECDSA) and self.oid in NIST_CURVES and point[:1] == b"\x04":
+            try:
+                return ec.EllipticCurvePublicKey.from_encoded_point(NIST_CURVES[self.oid], point)
+            except ValueError as exc:
+                raise UnsupportedKey("invalid elliptic-curve point") from exc
+        raise UnsupportedKey(f"unsupported public-key algorithm {alg}")
+
+    @classmethod
+    def parse(cls, body: bytes) -> "PublicKey":
+        key, end = cls.parse_prefix(body)
+        if end != len(body):
+            raise PacketError("trailing data in public key packet")
+        return key
+
+    @classmethod
+    def parse_prefix(cls, body: bytes) -> tuple["PublicKey", int]:
+        """Parse the public part at the start of a (public or secret) key packet body."""
+        if not body:
+            raise PacketError("empty key packet")
+        if body[0] != 4:
+            raise UnsupportedKey("unsupported key version")
+        if len(body) < 6:
+            raise PacketError("truncated key packet")
+        created = int.from_bytes(body[1:5], "big")
+        alg = body[5]
+        pos = 6
+        fields: dict[str, object] = {}
+        if alg in RSA_ALGORITHMS:
+            n, pos = read_mpi(body, pos)
+            e, pos = read_mpi(body, pos)
+            fields = {"rsa_n": int.from_bytes(n, "big"), "rsa_e": int.from_bytes(e, "big")}
+        elif alg in (ECDH, ECDSA, EDDSA):
+            if pos >= len(body):
+                raise PacketError("truncated key packet")
+            oid_len = body[pos]
+            if oid_len in (0, 0xFF) or pos + 1 + oid_len > len(body):
+                raise PacketError("invalid curve OID")
+            oid = body[pos + 1 : pos + 1 + oid_len]
+            point, pos = read_mpi(body, pos + 1 + oid_len)
+            fields = {"oid": oid, "point": point}
+            if alg == ECDH:
+                if pos + 4 > len(body) or body[pos] != 3 or body[pos + 1] != 1:
+                    raise PacketError("invalid ECDH KDF parameters")
+                fields["kdf_hash"], fields["kdf_cipher"] = body[pos + 2], body[pos + 3]
+                pos += 4
+        else:
+            # Unsupported algorithm (DSA, Elgamal, Ed448, ...): keep it opaque. Its length is
+            # unknown inside a secret key packet, so only a public packet can hold it.
+            return cls(created, alg, body[6:]), len(body)
+        return cls(created, alg, body[6:pos], **fields), pos  # type: ignore[arg-type]
+
+    @classmethod
+    def ed25519(cls, public: bytes, created: int) -> "PublicKey":
+        point = b"\x40" + public
+        material = bytes([len(OID_ED25519)]) + OID_ED25519 + encode_mpi(point)
+        return cls(created, EDDSA, material, oid=OID_ED25519, point=point)
+
+    @classmethod
+    def cv25519(cls, public: bytes, created: int, kdf_hash: int = 8, kdf_cipher: int = 7) -> "PublicKey":
+        """Curve25519 ECDH key; KDF defaults SHA-256 / AES-128 as formats.md §9.3."""
+        point = b"\x40" + public
+        material = (bytes([len(OID_CURVE25519)]) + OID_CURVE25519 + encode_mpi(point)
+                    + bytes([3, 1, kdf_hash, kdf_cipher]))
+        return cls(created, ECDH, material, oid=OID_CURVE25519, point=point,
+                   kdf_hash=kdf_hash, kdf_cipher=kdf_cipher)
+
+
+@dataclass(frozen=True)
+class SecretKey:
+    """A public key together with its usable private key object."""
+
+    public: PublicKey
+    private: PrivateKeyObject
+
+    def secret_mpis(self) -> bytes:
+        """The unencrypted secret MPIs as stored in a secret key packet (RFC 4880 §5.5.3)."""
+        priv = self.private
+        if isinstance(priv, ed25519.Ed25519PrivateKey):
+            return encode_mpi(priv.private_bytes_raw())
+        if isinstance(priv, x25519.X25519PrivateKey):
+            # OpenPGP stores the Curve25519 scalar big-endian: reversed native bytes.
+            return encode_mpi(priv.private_bytes_raw()[::-1])
+        if isinstance(priv, rsa.RSAPrivateKey):
+            n = priv.private_numbers()
+            # RFC 4880 wants p < q and u = p^-1 mod q.
+            p, q = sorted((n.p, n.q))
+            return encode_mpi(n.d) + encode_mpi(p) + encode_mpi(q) + encode_mpi(pow(p, -1, q))
+        return encode_mpi(priv.private_numbers().private_value)
+
+    def packet_body(self) -> bytes:
+        """Secret key packet body, unprotected (S2K usage 0) with its two-octet checksum."""
+        mpis = self.secret_mpis()
+        checksum = (sum(mpis) & 0xFFFF).to_bytes(2, "big")
+        return self.public.body + b"\x00" + mpis + checksum
+
+
+def private_key_from_mpis(public: PublicKey, mpis: bytes) -> PrivateKeyObject:
+    """Build the private key object from cleartext secret MPIs, checking it matches `public`."""
+    alg = public.algorithm
+    pos = 0
+    if alg in RSA_ALGORITHMS:
+        d, pos = read_mpi(mpis, pos)
+        p, pos = read_mpi(mpis, pos)
+        q, pos = read_mpi(mpis, pos)
+        assert public.rsa_n is not None and public.rsa_e is not None
+        di, pi, qi = (int.from_bytes(v, "big") for v in (d, p, q))
+        if pi * qi != public.rsa_n:
+            raise PacketError("RSA secret key does not match its public key")
+        numbers = rsa.RSAPrivateNumbers(
+            pi, qi, di, di % (pi - 1), di % (qi - 1), pow(qi, -1, pi),
+            rsa.RSAPublicNumbers(public.rsa_e, public.rsa_n),
+        )
+        return numbers.private_key()
+    secret, pos = read_mpi(mpis, pos)
+    pub_obj = public.crypto_key()
+    key: PrivateKeyObject
+    if isinstance(pub_obj, ed25519.Ed25519PublicKey):
+        key = ed25519.Ed25519PrivateKey.from_private_bytes(secret.rjust(32, b"\x00"))
+        matches = key.public_key() == pub_obj
+    elif isinstance(pub_obj, x25519.X25519PublicKey):
+        key = x25519.X25519PrivateKey.from_private_bytes(secret.rjust(32, b"\x00")[::-1])
+        matches = key.public_key() == pub_obj
+    elif isinstance(pub_obj, ec.EllipticCurvePublicKey):
+        key = ec.derive_private_key(int.from_bytes(secret, "big"), pub_obj.curve)
+        matches = key.public_key() == pub_obj
+    else:  # pragma: no cover - RSA handled above
+        raise UnsupportedKey(f"unsupported public-key algorithm {alg}")
+    if not matches:
+        raise PacketError("secret key does not match its public key")
+    return key
