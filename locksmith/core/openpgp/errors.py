@@ -15,3 +15,11 @@ class PacketError(OpenPGPError):
 
 class UnsupportedKey(OpenPGPError):
     pass
+
+
+class MessageError(OpenPGPError):
+    """An encrypted message that is malformed or uses something this project does not accept."""
+
+
+class DecryptionError(OpenPGPError):
+    """The supplied keys cannot decrypt the message (wrong key, or tampered ciphertext)."""

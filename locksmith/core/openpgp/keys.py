@@ -110,7 +110,10 @@ class PublicKey:
         if alg in RSA_ALGORITHMS and self.rsa_n is not None and self.rsa_e is not None:
             if self.rsa_n.bit_length() < MIN_RSA_BITS:
                 raise UnsupportedKey(f"RSA key of {self.rsa_n.bit_length()} bits is too small")
-            return rsa.RSAPublicNumbers(self.rsa_e, self.rsa_n).public_key()
+            try:
+                return rsa.RSAPublicNumbers(self.rsa_e, self.rsa_n).public_key()
+            except ValueError as exc:  # e.g. an even exponent: not a usable RSA key
+                raise UnsupportedKey("invalid RSA public key") from exc
         point = self.point or b""
         if alg == EDDSA and self.oid == OID_ED25519 and len(point) == 33 and point[0] == 0x40:
             return ed25519.Ed25519PublicKey.from_public_bytes(point[1:])
@@ -196,8 +199,13 @@ class SecretKey:
         if isinstance(priv, ed25519.Ed25519PrivateKey):
             return encode_mpi(priv.private_bytes_raw())
         if isinstance(priv, x25519.X25519PrivateKey):
-            # OpenPGP stores the Curve25519 scalar big-endian: reversed native bytes.
-            return encode_mpi(priv.private_bytes_raw()[::-1])
+            # OpenPGP stores the Curve25519 scalar big-endian: reversed native bytes. Clamped
+            # first (the same X25519 key, since X25519 clamps anyway): GnuPG uses the stored
+            # scalar as-is and refuses an unclamped one ("Bad secret key").
+            scalar = bytearray(priv.private_bytes_raw())
+            scalar[0] &= 0xF8
+            scalar[31] = (scalar[31] & 0x7F) | 0x40
+            return encode_mpi(bytes(scalar[::-1]))
         if isinstance(priv, rsa.RSAPrivateKey):
             n = priv.private_numbers()
             # RFC 4880 wants p < q and u = p^-1 mod q.
