@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.oracles import GpgKey
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LOCKSMITH_SHARED", REPO.parent / "shared"))
@@ -28,3 +32,20 @@ def caution_v0() -> Path:
 def nitro_fixtures() -> Path:
     assert NITRO.is_dir(), f"Nitro fixtures not found at {NITRO}"
     return NITRO
+
+
+# --- holders made by the GnuPG oracle, once per test process --------------------------------
+
+
+@pytest.fixture(scope="session")
+def gpg_ed25519_holder() -> "GpgKey":
+    """Ed25519 certify-only primary with Ed25519 sign, Cv25519 encrypt, Ed25519 auth subkeys."""
+    from tests.oracles import ED25519_HOLDER, make_gpg_key
+    return make_gpg_key("Ed Holder <ed@example.org>", "ed25519", ED25519_HOLDER)
+
+
+@pytest.fixture(scope="session")
+def gpg_rsa_holder() -> "GpgKey":
+    """RSA-3072 certify-only primary with RSA-3072 sign, encrypt and auth subkeys."""
+    from tests.oracles import RSA_HOLDER, make_gpg_key
+    return make_gpg_key("RSA Holder <rsa@example.org>", "rsa3072", RSA_HOLDER)
