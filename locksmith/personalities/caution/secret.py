@@ -1,7 +1,12 @@
-"""`caution secret ...` commands (cli.md §2–§5)."""
+"""`caution secret ...` commands (cli.md §2–§5); each command lives in its own module."""
 
 from __future__ import annotations
 
 import typer
 
+from locksmith.personalities.caution.encrypt import encrypt
+from locksmith.personalities.caution.keygen import keygen
+
 secret_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+secret_app.command("keygen")(keygen)
+secret_app.command("encrypt")(encrypt)

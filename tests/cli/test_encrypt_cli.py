@@ -1,0 +1,166 @@
+"""`caution secret encrypt` (cli.md §4): raw values reach GnuPG and Sequoia byte-exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from locksmith.core import quorum
+from locksmith.core.openpgp import message, quorumkey
+from locksmith.core.openpgp.armor import dearmor_one
+from locksmith.core.openpgp.packets import parse_packets
+from tests.cli.clirun import caution
+from tests.conftest import CAUTION_V0
+from tests.oracles import gpg_home, sq
+
+Capsys = pytest.CaptureFixture[str]
+SECRET = bytes.fromhex("5a" * 32)
+
+ENV = """\
+# comment
+export SINGLE='it''s "quoted" # not a comment'
+DOUBLE="say \\"hi\\" $(rm -rf /) `id` $HOME"
+SPACES="  padded value  "
+HASHED=a#b
+UNICODE="grüße ☃ 日本"
+MULTI="-----BEGIN KEY-----
+line two
+  indented -----END KEY-----"
+EMPTY=
+"""
+EXPECTED = {
+    "SINGLE": 'its "quoted" # not a comment',
+    "DOUBLE": 'say "hi" $(rm -rf /) `id` $HOME',
+    "SPACES": "  padded value  ",
+    "HASHED": "a#b",
+    "UNICODE": "grüße ☃ 日本",
+    "MULTI": "-----BEGIN KEY-----\nline two\n  indented -----END KEY-----",
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    keyring = json.loads((CAUTION_V0 / "bundle.json").read_text())["keyring"]
+    # The fixture holders were created in 2023; generate as of now.
+    bundle = quorum.generate_quorum(keyring, 2, 2, now=int(time.time()), secret=SECRET)
+    (root / ".caution").mkdir()
+    (root / ".caution" / "quorum-bundle.json").write_text(bundle.to_json())
+    (root / ".env").write_text(ENV)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tsk() -> str:
+    return quorumkey.secret_certificate(quorumkey.quorum_keys(SECRET), generated=int(time.time()))
+
+
+def _encrypt(capsys: Capsys, project: Path, *args: str):  # type: ignore[no-untyped-def]
+    return caution(capsys, "--workdir", str(project), "secret", "encrypt", *args)
+
+
+def test_every_non_empty_value_is_encrypted_and_empty_is_skipped(capsys: Capsys, project: Path) -> None:
+    result = _encrypt(capsys, project)
+    assert result.code == 0, result.err
+    secrets = project / ".caution" / "secrets"
+    assert sorted(p.stem for p in secrets.iterdir()) == sorted(EXPECTED)
+    lines = result.err.splitlines()
+    assert "skipping empty value for EMPTY" in lines
+    assert f"encrypted SINGLE -> {Path('.caution/secrets/SINGLE.asc')}" in lines
+    assert lines[-1] == f"encrypted {len(EXPECTED)} secret(s)"
+    assert result.out == ""
+    key = quorumkey.decryption_key(SECRET)
+    for name, value in EXPECTED.items():
+        path = secrets / f"{name}.asc"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        text = path.read_text()
+        assert text.startswith("-----BEGIN PGP MESSAGE-----\n\n")
+        assert message.decrypt(text, [key]).plaintext == value.encode()
+        # One PKESK with the real key ID of the encryption subkey, then SEIPD: no compression.
+        tags = [p.tag for p in parse_packets(dearmor_one(text))]
+        assert tags == [1, 18]
+
+
+def test_gnupg_decrypts_each_value_exactly(capsys: Capsys, project: Path, tsk: str) -> None:
+    assert _encrypt(capsys, project).code == 0
+    with gpg_home() as gpg:
+        gpg.import_(tsk)
+        for name, value in EXPECTED.items():
+            asc = (project / ".caution" / "secrets" / f"{name}.asc").read_bytes()
+            assert gpg.decrypt(asc) == value.encode(), name
+
+
+def test_sequoia_decrypts_each_value_exactly(capsys: Capsys, project: Path, tsk: str,
+                                             tmp_path: Path) -> None:
+    assert _encrypt(capsys, project).code == 0
+    key_file = tmp_path / "tsk.asc"
+    key_file.write_text(tsk)
+    for name, value in EXPECTED.items():
+        asc = project / ".caution" / "secrets" / f"{name}.asc"
+        out = sq("decrypt", "--recipient-key", str(key_file), str(asc)).stdout
+        assert out == value.encode(), name
+
+
+def test_selected_keys_only_and_other_files_untouched(capsys: Capsys, project: Path) -> None:
+    secrets = project / ".caution" / "secrets"
+    secrets.mkdir(parents=True, exist_ok=True)
+    (secrets / "OTHER.asc").write_text("untouched")
+    result = _encrypt(capsys, project, "HASHED")
+    assert result.code == 0
+    assert result.err.splitlines()[-1] == "encrypted 1 secret(s)"
+    assert (secrets / "OTHER.asc").read_text() == "untouched"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["BAD-KEY"], "Invalid env key: BAD-KEY"),
+    (["NOPE", "ALSO"], "Env key(s) not found in .env: ALSO, NOPE"),
+    (["--env-file", "missing.env"], "Missing env file: missing.env"),
+    (["--bundle", "missing.json"], "quorum bundle not found: missing.json"),
+])
+def test_input_errors_name_the_problem(capsys: Capsys, project: Path, args: list[str],
+                                       message: str) -> None:
+    result = _encrypt(capsys, project, *args)
+    assert (result.code, result.err.strip()) == (1, f"error: {message}")
+
+
+def test_unterminated_quote_is_an_error_with_its_line(capsys: Capsys, project: Path,
+                                                      tmp_path: Path) -> None:
+    env = tmp_path / "bad.env"
+    env.write_text("A=1\nB='open\n")
+    result = _encrypt(capsys, project, "--env-file", str(env))
+    assert (result.code, result.err.strip()) == (1, f"error: {env}:2: unterminated single quote")
+
+
+def test_tampered_bundle_is_refused_with_the_spec_text(capsys: Capsys, project: Path,
+                                                       tmp_path: Path) -> None:
+    data = json.loads((project / ".caution" / "quorum-bundle.json").read_text())
+    data["keyring"] = data["keyring"].replace("\n\n", "\n\n\n", 1)
+    bad = tmp_path / "bundle.json"
+    bad.write_text(json.dumps(data))
+    result = _encrypt(capsys, project, "--bundle", str(bad))
+    assert result.err.strip() == (f"error: invalid quorum bundle {bad}: keyring checksum "
+                                  "mismatch; restore the original bundle (no repair override)")
+
+
+def test_the_public_test_secret_is_flagged(capsys: Capsys, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("A=1\n")
+    result = caution(capsys, "--workdir", str(tmp_path), "secret", "encrypt", "--bundle",
+                     str(CAUTION_V0 / "bundle.json"))
+    assert result.code == 0, result.err
+    assert ("warning: this bundle's quorum key comes from the public test secret; anything "
+            "encrypted to it can be read by anyone") in result.err.splitlines()
+
+
+def test_nul_in_a_value_is_refused_before_anything_is_written(capsys: Capsys, project: Path,
+                                                              tmp_path: Path) -> None:
+    env = tmp_path / "nul.env"
+    env.write_bytes(b"FIRST=1\nZ='a\x00b'\n")
+    secrets = tmp_path / "out"
+    result = _encrypt(capsys, project, "--env-file", str(env), "--secrets-dir", str(secrets))
+    assert (result.code, result.err.strip()) == (1, "error: Z: value contains a NUL character")
+    assert not any(secrets.glob("*.asc")) if secrets.exists() else True
