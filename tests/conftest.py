@@ -1,4 +1,4 @@
-"""Shared test locations.
+"""Shared test locations, and the holder keys GnuPG makes once per test process.
 
 The spec and the reference fixtures live in `../shared` beside the checkout (also in CI, which
 copies it there); `LOCKSMITH_SHARED` overrides that for unusual layouts.
@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:
-    from tests.oracles import GpgKey
+from tests.oracles import ED25519_HOLDER, P256_HOLDER, RSA_HOLDER, GpgKey, make_gpg_key
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LOCKSMITH_SHARED", REPO.parent / "shared"))
@@ -35,17 +33,23 @@ def nitro_fixtures() -> Path:
 
 
 # --- holders made by the GnuPG oracle, once per test process --------------------------------
+# Each is made in a throw-away GnuPG home and kept as exported bytes; a test imports them into a
+# home of its own (`tests.oracles.gpg_home`), so no test shares GnuPG state with another.
 
 
 @pytest.fixture(scope="session")
-def gpg_ed25519_holder() -> "GpgKey":
+def gpg_ed25519_holder() -> GpgKey:
     """Ed25519 certify-only primary with Ed25519 sign, Cv25519 encrypt, Ed25519 auth subkeys."""
-    from tests.oracles import ED25519_HOLDER, make_gpg_key
     return make_gpg_key("Ed Holder <ed@example.org>", "ed25519", ED25519_HOLDER)
 
 
 @pytest.fixture(scope="session")
-def gpg_rsa_holder() -> "GpgKey":
+def gpg_rsa_holder() -> GpgKey:
     """RSA-3072 certify-only primary with RSA-3072 sign, encrypt and auth subkeys."""
-    from tests.oracles import RSA_HOLDER, make_gpg_key
     return make_gpg_key("RSA Holder <rsa@example.org>", "rsa3072", RSA_HOLDER)
+
+
+@pytest.fixture(scope="session")
+def gpg_p256_holder() -> GpgKey:
+    """NIST P-256 certify-only ECDSA primary with ECDSA sign, ECDH encrypt, ECDSA auth subkeys."""
+    return make_gpg_key("P256 Holder <p256@example.org>", "nistp256", P256_HOLDER)

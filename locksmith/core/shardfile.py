@@ -19,7 +19,7 @@ from locksmith.core.openpgp.armor import armor, dearmor_one
 from locksmith.core.openpgp.certs import Certificate, load_certificates
 from locksmith.core.openpgp.errors import DecryptionError, OpenPGPError
 from locksmith.core.openpgp.keys import SecretKey
-from locksmith.core.openpgp.packets import PKESK, SEIPD, Packet, encode_packet, parse_packets
+from locksmith.core.openpgp.packets import PKESK, SEIPD, Packet, parse_packets
 
 INVALID_STRUCTURE = "invalid shardfile packet structure"
 INVALID_COUNT = "invalid shardfile message count"
@@ -185,7 +185,3 @@ def decrypt_own_share(shardfile: str | bytes, keys: Sequence[SecretKey],
     if len(share) != SHARE_LENGTH or share[0] != index + 1:
         raise ShardfileError(COORDINATE_MISMATCH)
     return OwnShare(share, index, metadata)
-
-
-def encode_packets(packets: Sequence[Packet]) -> bytes:
-    return b"".join(encode_packet(p.tag, p.body) for p in packets)

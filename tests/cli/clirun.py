@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pytest
@@ -18,6 +19,10 @@ class Result:
 
 def caution(capsys: pytest.CaptureFixture[str], *args: str) -> Result:
     capsys.readouterr()
-    code = run(["caution", *args])
+    cwd = os.getcwd()  # --workdir changes directory, as it would in a process of its own
+    try:
+        code = run(["caution", *args])
+    finally:
+        os.chdir(cwd)
     captured = capsys.readouterr()
     return Result(code, captured.out, captured.err)

@@ -9,15 +9,14 @@ from dataclasses import dataclass
 
 import pytest
 
+from locksmith.__main__ import run
 from locksmith.core import quorum, shamir, shardfile
 from locksmith.core.bundle_checks import check_bundle
 from locksmith.core.openpgp import armor, quorumkey
 from locksmith.core.openpgp.certs import load_certificates
-from locksmith.core.openpgp.keygen import generate_holder_key
 from locksmith.core.openpgp.keys import SecretKey
 from locksmith.core.openpgp.secretkeys import load_secret_keys
 from tests.oracles import Gpg, GpgKey, gpg_home
-
 
 
 def _now() -> int:
@@ -36,9 +35,15 @@ class Holder:
 
 
 @pytest.fixture(scope="module")
-def holders(gpg_ed25519_holder: GpgKey, gpg_rsa_holder: GpgKey) -> list[Holder]:
-    made = generate_holder_key("Keygen Holder", "keygen@example.org", now=_now() - 10)
-    out = [Holder(made.fingerprint, made.public_armored, made.private_armored.encode())]
+def holders(gpg_ed25519_holder: GpgKey, gpg_rsa_holder: GpgKey,
+            tmp_path_factory: pytest.TempPathFactory) -> list[Holder]:
+    """A holder from `caution secret keygen` (the CLI, as a user runs it) and two from GnuPG."""
+    public = tmp_path_factory.mktemp("keygen") / "keygen.asc"
+    assert run(["caution", "secret", "keygen", str(public), "--name", "Keygen Holder",
+                "--email", "keygen@example.org", "--shoot-self-in-foot"]) == 0
+    [cert] = load_certificates(public.read_bytes())
+    private = public.with_name("keygen.private.asc").read_bytes()
+    out = [Holder(cert.fingerprint, public.read_text(), private)]
     for key in (gpg_ed25519_holder, gpg_rsa_holder):
         out.append(Holder(key.fingerprint, armor.armor("PUBLIC KEY BLOCK", key.public), key.secret))
     return out
@@ -85,12 +90,12 @@ def test_gnupg_decrypts_each_holders_share_message_with_that_holders_key(
 
 
 def _gpg_decrypt(gpg: Gpg, message: bytes, *, signed: bool = False) -> bytes:
-    result = gpg.run("--status-fd", "2", "--decrypt", input=armor.armor("MESSAGE", message),
-                     check=False)
-    assert b"[GNUPG:] DECRYPTION_OKAY" in result.stderr, result.stderr.decode()
-    assert b"[GNUPG:] GOODMDC" in result.stderr
+    result = gpg.run("--decrypt", input=armor.armor("MESSAGE", message), check=False,
+                     status=True)
+    assert b"[GNUPG:] DECRYPTION_OKAY" in result.status, result.stderr.decode()
+    assert b"[GNUPG:] GOODMDC" in result.status
     if signed:
-        assert b"[GNUPG:] GOODSIG" in result.stderr
+        assert b"[GNUPG:] GOODSIG" in result.status
     return result.stdout
 
 

@@ -275,7 +275,9 @@ class OnePassSignature:
             raise UnsupportedSignature(f"unsupported one-pass signature version {body[0]}")
         if len(body) != 13:
             raise MalformedSignature("one-pass signature packet must be 13 bytes")
-        return cls(body[1], body[2], body[3], bytes(body[4:12]), body[12] != 0)
+        if body[12] not in (0, 1):  # every writer uses 0 or 1; anything else is not a flag
+            raise MalformedSignature("one-pass signature 'last' flag must be 0 or 1")
+        return cls(body[1], body[2], body[3], bytes(body[4:12]), body[12] == 1)
 
     def serialize(self) -> bytes:
         return (bytes([3, self.sig_type, self.hash_algorithm, self.pubkey_algorithm])

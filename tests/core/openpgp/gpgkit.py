@@ -1,23 +1,19 @@
-"""Test material for the certificate layer: GnuPG-made keys (generated once per process) and
-small builders that re-sign parts of the fixture certificates with `signature.py`.
+"""Test material for the certificate-validity tests: the fixture holders of formats.md §15,
+builders that re-sign parts of their certificates with `signature.py`, and recipes for GnuPG
+holders with particular certificates (expired, revoked, SHA-1, locked, ...).
 
-GnuPG is the oracle for "what real holders bring"; the builders make the cases GnuPG cannot
-(or not precisely): a binding with an unknown critical subpacket, a signing subkey without a
-back-signature, revocations with chosen reasons and times.
+GnuPG, run through `tests.oracles`, is the oracle for "what real holders bring"; the builders
+make the cases GnuPG cannot (or not precisely): a binding with an unknown critical subpacket, a
+signing subkey without a back-signature, revocations with chosen reasons and times.
 """
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import functools
 import json
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from locksmith.core.openpgp import signature as sigmod
 from locksmith.core.openpgp.certs import Certificate, Subkey, load_certificates
@@ -26,6 +22,7 @@ from locksmith.core.openpgp.packets import SIGNATURE, Packet
 from locksmith.core.openpgp.secretkeys import load_secret_keys
 from locksmith.core.openpgp.signature import Subpacket
 from tests.conftest import CAUTION_V0
+from tests.oracles import ED25519_HOLDER, RSA_HOLDER, Gpg, process_gpg
 
 DAY = 86400
 
@@ -110,69 +107,19 @@ def with_direct_signatures(cert: Certificate, extra: Sequence[Packet]) -> Certif
     return reloaded
 
 
-# --- GnuPG ---------------------------------------------------------------------------------------
+# --- GnuPG holders with particular certificates (formats.md §13) --------------------------------
+# Made once per process in `process_gpg()`, each by a recipe that runs GnuPG as a holder would.
 
-
-class Gpg:
-    """One temporary GNUPGHOME; its agent is stopped at exit (only the one we started)."""
-
-    def __init__(self) -> None:
-        self.home = Path(tempfile.mkdtemp(prefix="lsgpg"))
-        self.home.chmod(0o700)
-        # A cheap S2K for passphrase-protected keys: the default calibration takes seconds.
-        (self.home / "gpg-agent.conf").write_text("s2k-count 65536\n")
-        atexit.register(self.close)
-
-    def close(self) -> None:
-        subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"],
-                       capture_output=True, check=False)
-        shutil.rmtree(self.home, ignore_errors=True)
-
-    def run(self, *args: str, input: bytes | None = None, faked: str | None = None,
-            passphrase: str = "") -> bytes:
-        cmd = ["gpg", "--homedir", str(self.home), "--batch", "--no-tty", "--yes",
-               "--no-auto-check-trustdb",
-               "--pinentry-mode", "loopback", "--passphrase", passphrase]
-        if faked is not None:
-            cmd += ["--faked-system-time", faked]
-        proc = subprocess.run([*cmd, *args], input=input, capture_output=True, check=False)
-        if proc.returncode != 0:
-            error = proc.stderr.decode(errors="replace")
-            raise RuntimeError(f"gpg {' '.join(args)} failed: {error}")
-        return proc.stdout
-
-    def fingerprints(self, uid: str) -> list[str]:
-        out = self.run("--with-colons", "--list-keys", uid).decode()
-        return [line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:")]
-
-    def make(self, uid: str, subkeys: Sequence[str], *, primary: str = "ed25519",
-             expire: str = "0", faked: str | None = None, passphrase: str = "",
-             extra: Sequence[str] = ()) -> str:
-        """Create `uid`: a certify-only primary and the given subkeys ("cv25519 encr")."""
-        self.run(*extra, "--quick-gen-key", uid, primary, "cert", expire, faked=faked,
-                 passphrase=passphrase)
-        fpr = self.fingerprints(uid)[0]
-        for spec in subkeys:
-            algo, usage = spec.split()
-            # GnuPG refuses a SHA-1 back-signature, so `extra` skips signing subkeys.
-            self.run(*(extra if usage != "sign" else ()), "--quick-add-key", fpr, algo, usage,
-                     "0", faked=faked, passphrase=passphrase)
-        return fpr
-
-    def export(self, uid: str) -> bytes:
-        return self.run("--export", uid)
-
-    def cert(self, uid: str) -> Certificate:
-        (cert,) = load_certificates(self.export(uid))
-        return cert
-
-
-FULL = ("ed25519 sign", "cv25519 encr", "ed25519 auth")
 Y2024 = 1704067200  # 2024-01-01T00:00:00Z, creation time of the keys made with faked time
 
+Recipe = Callable[[Gpg, str], None]
 
-def _make(gpg: Gpg, name: str, subkeys: Sequence[str] = FULL, **kw: object) -> str:
-    return gpg.make(f"{name.title()} <{name}@test>", subkeys, **kw)  # type: ignore[arg-type]
+
+def _make(gpg: Gpg, name: str, subkeys: Sequence[tuple[str, str]] = ED25519_HOLDER, *,
+          primary: str = "ed25519", expire: str = "never", faked: str | None = None,
+          passphrase: str = "", extra: Sequence[str] = ()) -> str:
+    return gpg.make(f"{name.title()} <{name}@test>", subkeys, primary=primary, expire=expire,
+                    faked=faked, passphrase=passphrase, extra=extra)
 
 
 def _full(gpg: Gpg, name: str) -> None:
@@ -180,10 +127,10 @@ def _full(gpg: Gpg, name: str) -> None:
 
 
 def _rsa(gpg: Gpg, name: str) -> None:
-    _make(gpg, name, ("rsa3072 sign", "rsa3072 encr", "rsa3072 auth"), primary="rsa3072")
+    _make(gpg, name, RSA_HOLDER, primary="rsa3072")
 
 
-def _lacking(subkeys: Sequence[str]) -> Recipe:
+def _lacking(subkeys: Sequence[tuple[str, str]]) -> Recipe:
     def recipe(gpg: Gpg, name: str) -> None:
         _make(gpg, name, subkeys)
     return recipe
@@ -210,7 +157,7 @@ def _revoked(gpg: Gpg, name: str) -> None:
     """GnuPG's own revocation certificate (reason 0 "no reason": applies at all times)."""
     fpr = _make(gpg, name)
     text = (gpg.home / "openpgp-revocs.d" / f"{fpr}.rev").read_text()
-    gpg.run("--import", input=text.replace(":-----BEGIN", "-----BEGIN").encode())
+    gpg.import_(text.replace(":-----BEGIN", "-----BEGIN"))
 
 
 def _subkey_revoked(reason: str) -> Recipe:
@@ -218,7 +165,7 @@ def _subkey_revoked(reason: str) -> Recipe:
     def recipe(gpg: Gpg, name: str) -> None:
         fpr = _make(gpg, name, faked="20240101T000000")
         index = _subkeys(gpg, name).index(_subkey(gpg, name, "e")) + 1
-        script = f"key {index}\nrevkey\ny\n{reason}\n\ny\nsave\n".encode()
+        script = f"key {index}\nrevkey\ny\n{reason}\n\ny\nsave\n"
         gpg.run("--command-fd", "0", "--edit-key", fpr, input=script, faked="20250101T000000")
     return recipe
 
@@ -233,21 +180,20 @@ def _sha1(faked: str | None) -> Recipe:
 
 def _sha1_subkey(gpg: Gpg, name: str) -> None:
     """Only the encryption subkey's binding is SHA-1, made now."""
-    fpr = _make(gpg, name, ("ed25519 sign", "ed25519 auth"))
-    gpg.run("--cert-digest-algo", "SHA1", "--quick-add-key", fpr, "cv25519", "encr", "0")
+    fpr = _make(gpg, name, (("ed25519", "sign"), ("ed25519", "auth")))
+    gpg.run("--cert-digest-algo", "SHA1", "--quick-add-key", fpr, "cv25519", "encr", "never")
 
 
 def _locked(gpg: Gpg, name: str) -> None:
     _make(gpg, name, passphrase="secret")
 
 
-Recipe = Callable[[Gpg, str], None]
 RECIPES: dict[str, Recipe] = {
     "full": _full,
     "rsa": _rsa,
-    "nosign": _lacking(("cv25519 encr", "ed25519 auth")),
-    "noauth": _lacking(("ed25519 sign", "cv25519 encr")),
-    "noencr": _lacking(("ed25519 sign", "ed25519 auth")),
+    "nosign": _lacking((("cv25519", "encr"), ("ed25519", "auth"))),
+    "noauth": _lacking((("ed25519", "sign"), ("cv25519", "encr"))),
+    "noencr": _lacking((("ed25519", "sign"), ("ed25519", "auth"))),
     "primexp": _primary_expired,
     "subexp": _subkey_expired,
     "past": _born_expired,
@@ -262,31 +208,23 @@ RECIPES: dict[str, Recipe] = {
 
 
 @functools.cache
-def _gpg() -> Gpg:
-    return Gpg()
-
-
-@functools.cache
 def gpg_key(name: str) -> str:
     """Make GnuPG holder `name` (once per process); return its primary fingerprint."""
-    gpg = _gpg()
+    gpg = process_gpg()
     RECIPES[name](gpg, name)
-    return gpg.fingerprints(f"<{name}@test>")[0]
+    return gpg.fingerprint(f"<{name}@test>")
 
 
 def gpg_cert(name: str) -> Certificate:
-    gpg_key(name)
-    return _gpg().cert(f"<{name}@test>")
+    (cert,) = load_certificates(gpg_export(name))
+    return cert
 
 
 def gpg_export(name: str, *args: str, passphrase: str = "") -> bytes:
     """`gpg --export` (or e.g. `--export-secret-keys`) of holder `name`."""
     gpg_key(name)
-    return _gpg().run(*(args or ("--export",)), f"<{name}@test>", passphrase=passphrase)
-
-
-def gpg() -> Gpg:
-    return _gpg()
+    return process_gpg().run(*(args or ("--export",)), f"<{name}@test>",
+                             passphrase=passphrase).stdout
 
 
 def _subkeys(gpg: Gpg, name: str) -> list[str]:
@@ -295,7 +233,7 @@ def _subkeys(gpg: Gpg, name: str) -> list[str]:
 
 def _subkey(gpg: Gpg, name: str, capability: str) -> str:
     """Fingerprint of the subkey of `name` with `capability` (s, e, a) per GnuPG's listing."""
-    out = gpg.run("--with-colons", "--list-keys", f"<{name}@test>").decode().splitlines()
+    out = gpg.run("--with-colons", "--list-keys", f"<{name}@test>").stdout.decode().splitlines()
     for i, line in enumerate(out):
         fields = line.split(":")
         if fields[0] == "sub" and capability in fields[11]:

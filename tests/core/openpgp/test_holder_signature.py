@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -18,9 +17,10 @@ from locksmith.core.openpgp.holder_signature import (
 )
 from locksmith.core.openpgp.signature import Signature, Subpacket
 from tests.core.openpgp.gpgkit import (
-    ALICE_FPR, FIXTURE_CREATED, binding, fixture_certs, fixture_secret, gpg, now,
-    private_asc, revocation, with_subkey_signatures,
+    ALICE_FPR, FIXTURE_CREATED, binding, fixture_certs, fixture_secret, now, private_asc,
+    revocation, with_subkey_signatures,
 )
+from tests.oracles import gpg_home, sq
 
 P = b'{"encrypted_payload":"e967dad6","public_key":[15,170,104,78]}'
 SIGN = 0
@@ -65,15 +65,13 @@ def test_sign_detached_text_writes_protocol_6_signature() -> None:
 @pytest.mark.parametrize("data", [P, b"two\nlines\r\nand a bare\rCR\n"])
 def test_gpg_verify_accepts_our_detached_text_signature(data: bytes) -> None:
     alice, _ = fixture_certs()
-    g = gpg()
-    g.run("--import", input=alice.serialize())
-    with tempfile.TemporaryDirectory() as tmp:
+    with gpg_home() as gpg, tempfile.TemporaryDirectory() as tmp:
+        gpg.import_(alice.serialize())
         sig_path, data_path = _files(Path(tmp), data, sign_detached_text(
             fixture_secret("alice", 1), data, now()))
-        out = subprocess.run(["gpg", "--homedir", str(g.home), "--batch", "--status-fd", "1",
-                              "--verify", sig_path, data_path], capture_output=True, check=False)
+        out = gpg.run("--verify", sig_path, data_path, status=True, check=False)
     assert out.returncode == 0, out.stderr
-    assert f"VALIDSIG {alice.subkeys[SIGN].key.fingerprint_hex}".encode() in out.stdout
+    assert f"VALIDSIG {alice.subkeys[SIGN].key.fingerprint_hex}".encode() in out.status
 
 
 def test_card_path_prepare_then_finish_gives_a_verifying_signature() -> None:
@@ -96,12 +94,11 @@ def test_our_signature_identifies_the_holder_and_key() -> None:
 
 
 def test_gpg_detach_sign_textmode_is_accepted() -> None:
-    g = gpg()
-    g.run("--import", input=private_asc("alice"))
-    with tempfile.TemporaryDirectory() as tmp:
+    with gpg_home() as gpg, tempfile.TemporaryDirectory() as tmp:
+        gpg.import_(private_asc("alice"))
         (Path(tmp) / "p.json").write_bytes(P)
-        sig = g.run("--local-user", ALICE_FPR, "--armor", "--textmode", "--detach-sign",
-                    "--output", "-", str(Path(tmp) / "p.json"))
+        sig = gpg.run("--local-user", ALICE_FPR, "--armor", "--textmode", "--detach-sign",
+                      "--output", "-", str(Path(tmp) / "p.json")).stdout
     assert parse_holder_signature(sig).sig_type == sigmod.TEXT
     alice, bob = fixture_certs()
     assert verify_holder_signature(sig, P, [alice, bob], now()).index == 0
@@ -112,8 +109,7 @@ def test_sq_sign_detached_is_accepted() -> None:
         key = Path(tmp) / "bob.asc"
         key.write_bytes(private_asc("bob"))
         (Path(tmp) / "p.json").write_bytes(P)
-        out = subprocess.run(["sq", "sign", "--detached", "--signer-key", str(key),
-                              str(Path(tmp) / "p.json")], capture_output=True, check=True)
+        out = sq("sign", "--detached", "--signer-key", str(key), str(Path(tmp) / "p.json"))
     sig = parse_holder_signature(out.stdout)
     assert sig.sig_type == sigmod.BINARY and sig.notations  # Sequoia's salt notation
     alice, bob = fixture_certs()

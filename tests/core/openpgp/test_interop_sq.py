@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from locksmith.core.openpgp import message, quorumkey, signature
 from locksmith.core.openpgp.armor import armor, dearmor_one
 from locksmith.core.openpgp.packets import parse_packets
-from tests.core.openpgp.openpgp_testkit import (  # noqa: F401 - fixture
-    GpgKey, encryption_keys, gpg_rsa_key, sq,
-)
+from locksmith.core.openpgp.secretkeys import load_secret_keys
+from tests.oracles import GpgKey, sq
 
-pytestmark = [pytest.mark.interop,
-              pytest.mark.skipif(shutil.which("sq") is None, reason="sq not installed")]
+pytestmark = pytest.mark.interop
 
 SEVENS = b"\x07" * 32
 GENERATED = 1_700_000_000
@@ -61,12 +57,13 @@ def test_we_decrypt_sq_messages_to_the_quorum_certificate(files, compression):
     assert message.decrypt(ct, [quorumkey.decryption_key(SEVENS)]).plaintext == b"from sequoia"
 
 
-def test_we_decrypt_sq_messages_to_a_gpg_made_rsa_3072_key(tmp_path, gpg_rsa_key: GpgKey):
-    (tmp_path / "rsa.pgp").write_bytes(gpg_rsa_key.public)
+def test_we_decrypt_sq_messages_to_a_gpg_made_rsa_3072_key(tmp_path, gpg_rsa_holder: GpgKey):
+    (tmp_path / "rsa.pgp").write_bytes(gpg_rsa_holder.public)
     ct = sq("encrypt", "--recipient-cert", str(tmp_path / "rsa.pgp"), input=b"to rsa").stdout
     pkesks = [p for p in parse_packets(dearmor_one(ct)) if p.tag == 1]
     assert pkesks and all(p.body[9] == 1 for p in pkesks)  # RSA PKESKs
-    assert message.decrypt(ct, encryption_keys(gpg_rsa_key.secret)).plaintext == b"to rsa"
+    ours = [k.unlock() for k in load_secret_keys(gpg_rsa_holder.secret).keys]
+    assert message.decrypt(ct, ours).plaintext == b"to rsa"
 
 
 def test_we_decrypt_and_verify_sq_signed_and_encrypted_messages(files):

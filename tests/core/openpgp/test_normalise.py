@@ -6,8 +6,9 @@ from locksmith.core.openpgp import armor
 from locksmith.core.openpgp.certs import load_certificates
 from locksmith.core.openpgp.normalise import normalise_keyring
 from tests.core.openpgp.gpgkit import (
-    ALICE_FPR, BOB_FPR, bundle_keyring, fixture_certs, gpg, gpg_cert, now, private_asc,
+    ALICE_FPR, BOB_FPR, bundle_keyring, fixture_certs, gpg_cert, now, private_asc,
 )
+from tests.oracles import gpg_home
 
 
 def test_public_fixture_keyring_is_kept_whole_and_in_order() -> None:
@@ -57,8 +58,9 @@ def test_v1_request_is_one_block_per_certificate() -> None:
 
 def test_gnupg_imports_the_normalised_keyring() -> None:
     result = normalise_keyring(private_asc("alice") + private_asc("bob"), now())
-    out = gpg().run("--import", "--import-options", "show-only", "--with-colons",
-                    input=result.v0_keyring().encode())
+    with gpg_home() as gpg:
+        out = gpg.run("--import", "--import-options", "show-only", "--with-colons",
+                      input=result.v0_keyring()).stdout
     fprs = [line.split(":")[9] for line in out.decode().splitlines() if line.startswith("fpr:")]
     assert ALICE_FPR in fprs and BOB_FPR in fprs
     assert not any(line.startswith("sec:") for line in out.decode().splitlines())

@@ -8,9 +8,11 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from locksmith.core import bip39, slip10
 from locksmith.core.openpgp import message, quorumkey, signature
 from locksmith.core.openpgp.armor import dearmor_one
+from locksmith.core.openpgp.certs import load_certificates
 from locksmith.core.openpgp.keys import PublicKey
 from locksmith.core.openpgp.packets import parse_packets
-from tests.core.openpgp.openpgp_testkit import parse_keyring
+from locksmith.core.openpgp.secretkeys import load_secret_keys
+from tests.core.openpgp.openpgp_testkit import parse_signatures, self_signature_checks
 
 SEVENS = b"\x07" * 32
 GENERATED = 1_700_000_000
@@ -116,10 +118,10 @@ def test_public_certificate_structure_signatures_and_expiry():
     assert text.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n") and text.endswith(
         "-----END PGP PUBLIC KEY BLOCK-----\n")
     assert [p.tag for p in parse_packets(dearmor_one(text))] == [6, 13, 2, 14, 2, 14, 2, 14, 2]
-    (cert,) = parse_keyring(text)
+    (cert,) = load_certificates(text)
     expected_expiry = GENERATED + quorumkey.DEFAULT_EXPIRE - 1
-    uid, (certification,) = cert.user_ids[0]
-    assert uid == b"Keymaker-generated key"
+    (certification,) = parse_signatures(cert.user_ids[0].signatures)
+    assert cert.user_ids[0].packet.body == b"Keymaker-generated key"
     assert certification.sig_type == 0x13 and certification.hash_algorithm == signature.SHA512
     assert certification.key_flags == 0x01 and certification.primary_user_id
     assert certification.key_expiration == expected_expiry
@@ -131,12 +133,12 @@ def test_public_certificate_structure_signatures_and_expiry():
     assert certification.features == b"\x01"
     flags = {}
     for sub in cert.subkeys:
-        (binding,) = sub.signatures
+        (binding,) = parse_signatures(sub.signatures)
         flags[sub.key.fingerprint_hex] = binding.key_flags
         assert binding.key_expiration == expected_expiry
     assert flags == {VECTOR_1["keys"][1][2]: 0x02, VECTOR_1["keys"][2][2]: 0x0C,
                      VECTOR_1["keys"][3][2]: 0x20}
-    checks = list(cert.checks())
+    checks = list(self_signature_checks(cert))
     assert sorted(s.sig_type for _, s, _ in checks) == [0x13, 0x18, 0x18, 0x18, 0x19]
     for signer, sig, target in checks:
         signature.verify(signer, sig, target)
@@ -157,15 +159,17 @@ def test_secret_certificate_holds_the_seed_and_the_reversed_clamped_scalar():
     scalar[31] = (scalar[31] & 0x7F) | 0x40
     e_secret = packets[5].body[len(keys.encrypt.public.body):]
     assert e_secret[3:35] == bytes(scalar[::-1])
-    (cert,) = parse_keyring(text)
-    assert [c.secret is not None for c in [cert.primary, *cert.subkeys]] == [True] * 4
+    ring = load_secret_keys(text)
+    assert len(ring.certificates) == 1
+    unlocked = [k.unlock() for k in ring.keys]  # unprotected: no passphrase asked for
+    assert [k.public for k in unlocked] == [k.public for k in _components(keys)]
 
 
 def test_certificate_expiry_follows_generation_time_plus_validity_minus_one():
     keys = quorumkey.quorum_keys(SEVENS)
     data = quorumkey.certificate_packets(keys, generated=100, expire=quorumkey.parse_expire("1d"))
-    (cert,) = parse_keyring(data)
-    assert cert.user_ids[0][1][0].key_expiration == 100 + 86400 - 1
+    (cert,) = load_certificates(data)
+    assert parse_signatures(cert.user_ids[0].signatures)[0].key_expiration == 100 + 86400 - 1
     with pytest.raises(quorumkey.QuorumKeyError):
         quorumkey.certificate_packets(keys, generated=0xFFFFFFF0)
 
@@ -197,11 +201,12 @@ def test_shard_signer_vector_and_certificate():
     assert signer.public.fingerprint_hex == "F629E823ABDD66CA2FDEF047F98E1466AB60F236"
     data = quorumkey.shard_signer_certificate(signer, created=GENERATED)
     assert [p.tag for p in parse_packets(data)] == [6, 13, 2]
-    (cert,) = parse_keyring(data)
-    uid, (certification,) = cert.user_ids[0]
+    (cert,) = load_certificates(data)
+    uid = cert.user_ids[0].packet.body
+    (certification,) = parse_signatures(cert.user_ids[0].signatures)
     assert uid == b"keyfork-sss"
     assert certification.sig_type == 0x13 and certification.key_flags == 0x03
-    assert certification.key_expiration is None and cert.subkeys == []
+    assert certification.key_expiration is None and cert.subkeys == ()
     signature.verify(signer.public, certification, signature.certification(signer.public, uid))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
@@ -9,12 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from locksmith.core.openpgp import signature as sig
+from locksmith.core.openpgp.certs import Certificate, load_certificates
 from locksmith.core.openpgp.errors import OpenPGPError
 from locksmith.core.openpgp.keys import (
     ECDSA, OID_P256, OID_P384, OID_P521, PublicKey, SecretKey, encode_mpi,
 )
 from locksmith.core.openpgp.signature import Subpacket
-from tests.core.openpgp.openpgp_testkit import parse_keyring
+from tests.core.openpgp.openpgp_testkit import parse_signatures, self_signature_checks
 
 NOW = 1_700_000_000
 
@@ -53,10 +56,13 @@ def all_keys(rsa_key: SecretKey) -> list[SecretKey]:
 # --- the fixture holders ---------------------------------------------------------------------
 
 
+def _fixture(caution_v0: Path, name: str) -> Certificate:
+    return load_certificates((caution_v0 / f"{name}.private.asc").read_bytes())[0]
+
+
 @pytest.mark.parametrize("name", ["alice", "bob"])
 def test_every_self_signature_and_back_signature_of_the_fixture_keys_verifies(caution_v0, name):
-    certs = parse_keyring((caution_v0 / f"{name}.private.asc").read_bytes())
-    checks = list(certs[0].checks())
+    checks = list(self_signature_checks(_fixture(caution_v0, name)))
     types = sorted(s.sig_type for _, s, _ in checks)
     # direct-key, positive certification, three subkey bindings, two embedded back-signatures
     assert types == [0x13, 0x18, 0x18, 0x18, 0x19, 0x19, 0x1F]
@@ -65,30 +71,31 @@ def test_every_self_signature_and_back_signature_of_the_fixture_keys_verifies(ca
 
 
 def test_fixture_signatures_serialize_back_to_their_wire_bytes(caution_v0):
-    cert = parse_keyring((caution_v0 / "alice.private.asc").read_bytes())[0]
-    for _, signature, _ in cert.checks():
+    cert = _fixture(caution_v0, "alice")
+    for _, signature, _ in self_signature_checks(cert):
         assert sig.Signature.parse(signature.serialize()) == signature
         assert sig.Signature.parse(signature.serialize()).serialize() == signature.serialize()
 
 
 def test_fixture_subpacket_accessors_read_what_sequoia_wrote(caution_v0):
-    cert = parse_keyring((caution_v0 / "alice.private.asc").read_bytes())[0]
-    uid, (certification,) = cert.user_ids[0]
+    cert = _fixture(caution_v0, "alice")
+    (certification,) = parse_signatures(cert.user_ids[0].signatures)
     assert certification.created == 1_700_000_000
     assert certification.key_flags == sig.FLAG_CERTIFY
-    assert certification.issuer_fingerprint == cert.primary.key.fingerprint
-    assert certification.issuer_key_id == cert.primary.key.key_id
+    assert certification.issuer_fingerprint == cert.primary.fingerprint
+    assert certification.issuer_key_id == cert.primary.key_id
     (salt,) = certification.notations
     assert salt.name == "salt@notations.sequoia-pgp.org" and not salt.critical
     assert certification.unknown_critical() == ()
-    flags = sorted(s.signatures[0].key_flags or 0 for s in cert.subkeys)
+    flags = sorted(parse_signatures(s.signatures)[0].key_flags or 0 for s in cert.subkeys)
     assert flags == [0x02, 0x08, 0x20]
 
 
 def test_a_flipped_byte_anywhere_that_is_signed_makes_verification_fail(caution_v0):
-    cert = parse_keyring((caution_v0 / "bob.private.asc").read_bytes())[0]
-    primary = cert.primary.key
-    uid, (certification,) = cert.user_ids[0]
+    cert = _fixture(caution_v0, "bob")
+    primary = cert.primary
+    uid = cert.user_ids[0].packet.body
+    (certification,) = parse_signatures(cert.user_ids[0].signatures)
     bad_uid = bytes([uid[0] ^ 1]) + uid[1:]
     with pytest.raises(sig.BadSignature):
         sig.verify(primary, certification, sig.certification(primary, bad_uid))
@@ -103,11 +110,11 @@ def test_a_flipped_byte_anywhere_that_is_signed_makes_verification_fail(caution_
 
 
 def test_a_signature_checked_with_the_wrong_key_does_not_verify(caution_v0):
-    alice = parse_keyring((caution_v0 / "alice.private.asc").read_bytes())[0]
-    bob = parse_keyring((caution_v0 / "bob.private.asc").read_bytes())[0]
-    uid, (certification,) = alice.user_ids[0]
+    alice, bob = _fixture(caution_v0, "alice"), _fixture(caution_v0, "bob")
+    uid = alice.user_ids[0].packet.body
+    (certification,) = parse_signatures(alice.user_ids[0].signatures)
     with pytest.raises(sig.BadSignature):
-        sig.verify(bob.primary.key, certification, sig.certification(alice.primary.key, uid))
+        sig.verify(bob.primary, certification, sig.certification(alice.primary, uid))
 
 
 # --- creating --------------------------------------------------------------------------------
