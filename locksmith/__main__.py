@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 PERSONALITIES: dict[str, str | None] = {
     "caution": "locksmith.personalities.caution",
     "keyforkd": None,
-    "keymaker": None,
+    "keymaker": "locksmith.personalities.keymaker",
     "locksmith-oneshot": None,
     "locksmithd": None,
 }

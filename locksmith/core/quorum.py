@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from locksmith.core import shardfile
@@ -28,6 +29,16 @@ PRIMARY_DEAD = "certificate {fpr} is not Keymaker-eligible: primary key is expir
 ENTROPY_DOMAIN = b"locksmith-keymaker-entropy-v1"
 QUORUM_USER_ID = "Keymaker-generated key"
 
+# keymaker.md §4.1 step 2: `invalid certificate at index <i>: <reason>`, reasons in check order.
+V1_AT_INDEX = "invalid certificate at index {index}: {reason}"
+V1_MISSING = "missing certificate"
+V1_MALFORMED = "malformed certificate"
+V1_NOT_ONE = "each holder must contain exactly one certificate"
+V1_REQUIREMENTS = ("requires a public certificate with live signing, authentication and "
+                   "storage-encryption keys")
+V1_POLICY = "certificate does not satisfy policy"
+V1_DEAD = "certificate is expired or revoked"
+
 
 @dataclass
 class QuorumRequestError(ValueError):
@@ -37,6 +48,26 @@ class QuorumRequestError(ValueError):
 
     def __str__(self) -> str:
         return "; ".join(self.reasons)
+
+
+class GenerationError(RuntimeError):
+    """A generation stage failed (500). `stage` names it; nothing secret-dependent is kept."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"{stage} failed")
+        self.stage = stage
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Turn any failure inside a generation stage into `GenerationError(name)`, cause dropped:
+    an exception raised next to secret material must not carry it into a log or a response."""
+    try:
+        yield
+    except GenerationError:
+        raise
+    except Exception:
+        raise GenerationError(name) from None
 
 
 @dataclass(frozen=True)
@@ -79,6 +110,60 @@ def validate_v0_keyring(keyring: str, threshold: int, max_: int, *, now: int) ->
     return certs
 
 
+class _HolderRefused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _v1_holder(text: str, now: int) -> Certificate:
+    """Checks a–g of keymaker.md §4.1 for one `cert`, in the table's order."""
+    if not text.strip():
+        raise _HolderRefused(V1_MISSING)
+    try:
+        certs = load_certificates(text)
+    except OpenPGPError:
+        raise _HolderRefused(V1_MALFORMED) from None
+    if len(certs) != 1:
+        raise _HolderRefused(V1_NOT_ONE)
+    cert = certs[0]
+    if cert.has_secret:
+        raise _HolderRefused(V1_REQUIREMENTS)
+    state = validity.primary_state(cert, now)
+    if state in (validity.PrimaryState.EXPIRED, validity.PrimaryState.REVOKED):
+        raise _HolderRefused(V1_DEAD)
+    if state is not validity.PrimaryState.LIVE:  # no valid binding in force (e)
+        raise _HolderRefused(V1_POLICY)
+    if validity.eligibility(cert, now).missing:
+        raise _HolderRefused(V1_REQUIREMENTS)
+    return cert
+
+
+def validate_v1_keyring(certs: Sequence[str], threshold: int, max_: int, *,
+                        now: int) -> list[Certificate]:
+    """keymaker.md §4.1: parameters, then holder by holder the first failing check a–i.
+
+    Checks h and i compare a holder with the earlier ones, so a conflict at index j is reported
+    before a per-certificate failure at a later index k > j, exactly as a holder-by-holder loop
+    would; holder order is kept as given.
+    """
+    check_parameters(threshold, max_, len(certs))
+    holders: list[Certificate] = []
+    failure: tuple[int, str] | None = None
+    for index, text in enumerate(certs):
+        try:
+            holders.append(_v1_holder(text, now))
+        except _HolderRefused as exc:
+            failure = (index, exc.reason)
+            break
+    conflict = validity.find_holder_conflict(holders, now)
+    if conflict is not None:
+        failure = (conflict.index, conflict.reason)
+    if failure is not None:
+        raise QuorumRequestError([V1_AT_INDEX.format(index=failure[0], reason=failure[1])])
+    return holders
+
+
 def fresh_entropy(nsm_random: bytes | None = None,
                   os_random: Callable[[int], bytes] = lambda n: os.getrandom(n)) -> bytes:
     """keymaker.md §5 step 1: the OS CSPRNG, hashed with NSM GetRandom output when present."""
@@ -90,12 +175,16 @@ def fresh_entropy(nsm_random: bytes | None = None,
 
 def generate(secret: bytes, threshold: int, holders: list[Certificate], *, now: int,
              expire: int = quorumkey.DEFAULT_EXPIRE) -> Quorum:
-    """Shardfile and quorum certificate from `secret` (formats.md §7.5, §9)."""
-    keys = quorumkey.quorum_keys(secret)
-    public_key = quorumkey.public_certificate(keys, generated=now, expire=expire,
-                                              user_id=QUORUM_USER_ID)
-    return Quorum(shardfile.build(secret, threshold, holders, at=now), public_key,
-                  keys.primary.public.fingerprint_hex)
+    """Shardfile and quorum certificate from `secret` (formats.md §7.5, §9), for v0 and V1 alike.
+
+    A failure raises `GenerationError` naming the stage (keymaker.md §7's 500 text)."""
+    with stage("certificate"):
+        keys = quorumkey.quorum_keys(secret)
+        public_key = quorumkey.public_certificate(keys, generated=now, expire=expire,
+                                                  user_id=QUORUM_USER_ID)
+    with stage("shardfile"):
+        shards = shardfile.build(secret, threshold, holders, at=now)
+    return Quorum(shards, public_key, keys.primary.public.fingerprint_hex)
 
 
 def generate_quorum(keyring: str, threshold: int, max_: int, *, now: int,

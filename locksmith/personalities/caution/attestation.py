@@ -100,7 +100,7 @@ def _read(path: str, what: str, limit: int = MAX_DOC_FILE) -> bytes:
     return data
 
 
-def _load_trust_root(path: Optional[str]) -> Optional[att.TrustAnchor]:
+def load_trust_root(path: Optional[str]) -> Optional[att.TrustAnchor]:
     if path is None:
         return None
     try:
@@ -185,7 +185,7 @@ def _verify(doc: str, at: Optional[int], now: bool, pcrs: Optional[dict[int, byt
             trusted_hashes: Optional[str], pcr_policy: Optional[str], nonce: Optional[bytes],
             user_data: Optional[bytes], trust_root: Optional[str], allow_debug: bool,
             json_out: bool) -> None:
-    anchor = _load_trust_root(trust_root)
+    anchor = load_trust_root(trust_root)
     policy: Optional[PcrPolicy] = None
     if trusted_hashes is not None:
         try:

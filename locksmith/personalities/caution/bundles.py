@@ -1,20 +1,92 @@
-"""Loading a quorum bundle for a CLI command: one path, the same messages everywhere."""
+"""Loading a quorum bundle for a CLI command: one path, the same messages everywhere.
+
+    load_bundle(path, proof_options) -> CheckedBundle       (encrypt, send-shard)
+      = read_bundle(path)                                   (parse + formats.md checks)
+      + verify_proof(bundle, proof_options.load())           (V1 only, keymaker.md §8.2)
+
+`inspect` uses the two halves separately so that it can report a failed proof instead of stopping.
+The proof inputs (`--keymaker-pcr-policy`, default `.caution/keymaker-pcr-policy.json` if it
+exists; `--trust-root`; `--allow-debug-enclave`, cli.md §1) are loaded only when a V1 bundle
+needs them, so a v0 bundle is never refused over a policy file it does not use.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
+import typer
+
+from locksmith.core.attestation import TrustAnchor, format_ms
 from locksmith.core.bundle import BundleError, BundleV1, parse_bundle
 from locksmith.core.bundle_checks import CheckedBundle, check_bundle
+from locksmith.core.keymaker_proof import (
+    NO_POLICY_WARNING, KeymakerProofError, ProofResult, verify_keymaker_proof,
+)
+from locksmith.core.pcr_policy import PcrPolicy, PcrPolicyError
 from locksmith.personalities.caution import ui
+from locksmith.personalities.caution.attestation import load_trust_root
 from locksmith.personalities.caution.ui import CliError
 
 DEFAULT_BUNDLE = Path(".caution/quorum-bundle.json")
+DEFAULT_POLICY = Path(".caution/keymaker-pcr-policy.json")
 TEST_SECRET_WARNING = ("this bundle's quorum key comes from the public test secret; anything "
                        "encrypted to it can be read by anyone")
+MAX_POLICY_FILE = 1024 * 1024
+
+# The three proof options of cli.md §1, declared once for every command that verifies a proof.
+POLICY_OPTION: Optional[Path] = typer.Option(
+    None, "--keymaker-pcr-policy", metavar="FILE",
+    help="Keymaker PCR policy for V1 proofs (default .caution/keymaker-pcr-policy.json if it "
+         "exists).")
+TRUST_ROOT_OPTION: Optional[Path] = typer.Option(
+    None, "--trust-root", metavar="PEM",
+    help="Trust this root instead of the AWS Nitro root (simulated-NSM Keymakers).")
+ALLOW_DEBUG_OPTION: bool = typer.Option(
+    False, "--allow-debug-enclave", help="Accept a debug-mode Keymaker (all-zero PCR0-2).")
 
 
-def load_bundle(path: Path) -> CheckedBundle:
+@dataclass(frozen=True)
+class ProofInputs:
+    policy: PcrPolicy | None
+    policy_path: Path | None
+    trust_root: TrustAnchor | None  # None: the AWS Nitro root
+    allow_debug: bool
+
+
+@dataclass(frozen=True)
+class ProofOptions:
+    """The options as given; `load()` reads and checks the files (and warns for a dev root)."""
+
+    policy: Path | None = None
+    trust_root: Path | None = None
+    allow_debug: bool = False
+
+    def load(self) -> ProofInputs:
+        policy_path = self.policy
+        if policy_path is None and DEFAULT_POLICY.is_file():
+            policy_path = DEFAULT_POLICY
+        policy = load_policy(policy_path) if policy_path is not None else None
+        anchor = load_trust_root(str(self.trust_root)) if self.trust_root is not None else None
+        return ProofInputs(policy, policy_path, anchor, self.allow_debug)
+
+
+def load_policy(path: Path) -> PcrPolicy:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_POLICY_FILE + 1)
+    except OSError as exc:
+        raise CliError(f"cannot read Keymaker PCR policy {path}",
+                       [exc.strerror or str(exc)]) from None
+    try:
+        return PcrPolicy.from_json(data)
+    except PcrPolicyError as exc:
+        detail = f"{path}: {exc.detail}" if exc.detail else str(path)
+        raise CliError(exc.message, [detail]) from None
+
+
+def read_bundle(path: Path) -> CheckedBundle:
     """Read, parse and check a bundle (cli.md §4 step 5), or fail with the spec's messages."""
     if not path.is_file():
         raise CliError(f"quorum bundle not found: {path}")
@@ -23,14 +95,34 @@ def load_bundle(path: Path) -> CheckedBundle:
     except OSError as exc:
         raise CliError(f"quorum bundle not found: {path}", [exc.strerror or str(exc)]) from exc
     try:
-        checked = check_bundle(parse_bundle(text))
+        return check_bundle(parse_bundle(text))
     except BundleError as exc:
         raise CliError(f"invalid quorum bundle {path}: {exc}") from exc
+
+
+def verify_proof(bundle: BundleV1, inputs: ProofInputs) -> ProofResult:
+    """keymaker.md §8.2; prints the success line or the no-policy warning (cli.md §1, §3 10)."""
+    try:
+        result = verify_keymaker_proof(bundle, inputs.policy, trust_root=inputs.trust_root,
+                                       allow_debug=inputs.allow_debug)
+    except KeymakerProofError as exc:
+        raise CliError(str(exc)) from None
+    if result.set_index is None:
+        ui.warn(NO_POLICY_WARNING)
+    else:
+        ui.info(f"Keymaker proof verified (PCR set {result.set_index}, generated "
+                f"{format_ms(result.generated_ms)})")
+    if result.attestation.is_debug:
+        ui.warn("the Keymaker proof comes from a debug-mode enclave (all-zero PCRs), accepted "
+                "because of --allow-debug-enclave")
+    return result
+
+
+def load_bundle(path: Path, proof: ProofOptions = ProofOptions()) -> CheckedBundle:
+    """A bundle that passed every check, V1 proof included; nothing of a failing one is used."""
+    checked = read_bundle(path)
     if isinstance(checked.bundle, BundleV1):
-        # A V1 bundle is only usable once its Keymaker proof is verified (keymaker.md §8),
-        # which this version does not implement yet: refuse rather than trust it unchecked.
-        raise CliError(f"{path} is a V1 (proofed) bundle; verifying its Keymaker proof is not "
-                       "implemented in this version, so it cannot be used yet")
+        verify_proof(checked.bundle, proof.load())
     warn_if_test_secret(checked)
     return checked
 

@@ -17,7 +17,9 @@ from locksmith.core.envfile import EnvFileError, is_env_key, parse_env
 from locksmith.core.openpgp import message, validity
 from locksmith.core.openpgp.armor import armor
 from locksmith.personalities.caution import ui
-from locksmith.personalities.caution.bundles import DEFAULT_BUNDLE, load_bundle
+from locksmith.personalities.caution.bundles import (
+    ALLOW_DEBUG_OPTION, DEFAULT_BUNDLE, POLICY_OPTION, TRUST_ROOT_OPTION, ProofOptions, load_bundle,
+)
 from locksmith.personalities.caution.ui import CliError
 from locksmith.personalities.files import write_atomic
 
@@ -31,6 +33,9 @@ def encrypt(
     bundle: Path = typer.Option(DEFAULT_BUNDLE, "--bundle", help="Quorum bundle."),
     secrets_dir: Path = typer.Option(Path(".caution/secrets"), "--secrets-dir",
                                      help="Where NAME.asc files are written."),
+    keymaker_pcr_policy: Optional[Path] = POLICY_OPTION,
+    trust_root: Optional[Path] = TRUST_ROOT_OPTION,
+    allow_debug_enclave: bool = ALLOW_DEBUG_OPTION,
 ) -> None:
     """Encrypt .env values to the quorum certificate."""
     requested = list(keys or [])
@@ -56,7 +61,8 @@ def encrypt(
     if missing:
         raise CliError(f"Env key(s) not found in {env_file}: {', '.join(missing)}")
 
-    checked = load_bundle(bundle)
+    checked = load_bundle(bundle, ProofOptions(keymaker_pcr_policy, trust_root,
+                                               allow_debug_enclave))
     quorum = checked.quorum_certificate
     recipients = validity.decryption_keys(quorum)
     if not recipients:

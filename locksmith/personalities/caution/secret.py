@@ -5,8 +5,12 @@ from __future__ import annotations
 import typer
 
 from locksmith.personalities.caution.encrypt import encrypt
+from locksmith.personalities.caution.inspect import inspect
 from locksmith.personalities.caution.keygen import keygen
+from locksmith.personalities.caution.new import new
 
 secret_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 secret_app.command("keygen")(keygen)
 secret_app.command("encrypt")(encrypt)
+secret_app.command("new")(new)
+secret_app.command("inspect")(inspect)
