@@ -15,9 +15,9 @@ from typing import Callable, Sequence
 # name -> module path; each module exposes `main(argv: list[str]) -> int`. None: not built yet.
 PERSONALITIES: dict[str, str | None] = {
     "caution": "locksmith.personalities.caution",
-    "keyforkd": None,
+    "keyforkd": "locksmith.personalities.keyforkd",
     "keymaker": "locksmith.personalities.keymaker",
-    "locksmith-oneshot": None,
+    "locksmith-oneshot": "locksmith.personalities.oneshot",
     "locksmithd": None,
 }
 

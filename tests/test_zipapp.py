@@ -37,10 +37,16 @@ def test_zipapp_runs_the_caution_cli_through_a_symlink(zipapp: Path, tmp_path: P
 def test_zipapp_dispatches_locksmith_oneshot_by_symlink_name(zipapp: Path, tmp_path: Path) -> None:
     link = tmp_path / "locksmith-oneshot"
     link.symlink_to(zipapp)
-    result = _run(link, shiv_root=tmp_path / "shiv")
-    # The boot-path personality is reached by its name (it is not built yet: it says so).
-    assert result.returncode == 2
-    assert result.stderr.startswith("locksmith-oneshot: ")
+    helped = _run(link, "--help", shiv_root=tmp_path / "shiv")
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage: locksmith-oneshot")
+    # The boot-path personality is reached by its name and runs: no keyforkd here.
+    missing = tmp_path / "no-keyforkd.sock"
+    result = _run(link, "--socket", str(missing), "--timeout", "0", shiv_root=tmp_path / "shiv")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (
+        f"locksmith-oneshot: cannot reach keyforkd at {missing}: No such file or directory")
 
 
 @pytest.mark.slow

@@ -1,0 +1,62 @@
+"""locksmith-oneshot's output: `export NAME='value'` lines for `eval` (enclave.md §5 steps 4, 6, 8).
+
+This is the one place where secrets meet shell syntax, so it is kept to the one quoting form
+whose rules fit in a sentence: POSIX single quotes, inside which every byte is literal except
+`'` itself, written as `'\\''` (close, escaped quote, reopen). Newlines, `$`, backticks, `\\`
+and non-ASCII stay as they are, so the shell hands the application the exact bytes. NUL is
+the one byte a process environment cannot carry; it is refused rather than truncated. Names
+are checked here too because a name is spliced into shell code unquoted.
+
+Public API: `quote(value)`, `check_name(name)`, `check_value(name, raw) -> str`,
+`render_exports(values) -> bytes`, `ExportError` (message = the spec's reason text).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from locksmith.core.envfile import is_env_key
+
+__all__ = ["ENV_STRING_LIMIT", "ExportError", "check_name", "check_value", "quote",
+           "render_exports"]
+
+# Linux MAX_ARG_STRLEN: one `NAME=value` string with its NUL must fit in 32 pages.
+ENV_STRING_LIMIT = 131072
+
+
+class ExportError(ValueError):
+    """A name or value that cannot be exported; `str(exc)` is the enclave.md §5 reason."""
+
+
+def quote(value: str) -> str:
+    """POSIX single quoting: `it's` -> `'it'\\''s'`, empty -> `''`."""
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def check_name(name: str) -> None:
+    if not is_env_key(name):
+        raise ExportError("not a valid shell variable name")
+
+
+def check_value(name: str, raw: bytes) -> str:
+    """The exported text of a decrypted value, checked in the spec's order (no trimming)."""
+    try:
+        value = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ExportError("value is not valid UTF-8") from None
+    if "\0" in value:
+        raise ExportError("value contains a NUL character")
+    if len(name.encode("utf-8")) + 1 + len(raw) >= ENV_STRING_LIMIT:
+        raise ExportError("value too large for a process environment")
+    return value
+
+
+def render_exports(values: Mapping[str, str]) -> bytes:
+    """All export lines, sorted by NAME bytewise, as the bytes of one write."""
+    lines = []
+    for name in sorted(values, key=lambda n: n.encode("utf-8")):
+        check_name(name)
+        if "\0" in values[name]:
+            raise ExportError("value contains a NUL character")
+        lines.append(f"export {name}={quote(values[name])}\n")
+    return "".join(lines).encode("utf-8")
