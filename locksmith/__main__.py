@@ -18,7 +18,7 @@ PERSONALITIES: dict[str, str | None] = {
     "keyforkd": "locksmith.personalities.keyforkd",
     "keymaker": "locksmith.personalities.keymaker",
     "locksmith-oneshot": "locksmith.personalities.oneshot",
-    "locksmithd": None,
+    "locksmithd": "locksmith.personalities.locksmithd",
 }
 
 

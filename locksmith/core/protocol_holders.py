@@ -35,9 +35,6 @@ from locksmith.core.openpgp.keys import PublicKey
 
 __all__ = ["BundleHolders", "HolderSignatureError", "IdentifiedHolder"]
 
-_EVER = 2**63  # "revocations are honoured whenever created" (formats.md §13.4)
-
-
 @dataclass(frozen=True)
 class IdentifiedHolder:
     index: int  # k: 0-based holder index, share coordinate k + 1
@@ -45,18 +42,11 @@ class IdentifiedHolder:
 
 
 def _webauthn_signing_keys(cert: Certificate, generation_time: int) -> tuple[PublicKey, ...]:
-    """formats.md §13.4: signing keys live at G, with neither them nor the primary revoked ever.
-
-    Uses `validity`'s per-certificate analysis for the "revoked at any time" part, which its
-    public API does not offer (see the report: a public `revoked_ever` belongs there).
-    """
-    analysis = validity._analyse(cert)  # memoised verification of every signature
-    if validity._revoked_at(analysis.primary, _EVER):
+    """formats.md §13.4: signing keys live at G, with neither them nor the primary revoked ever."""
+    if validity.revoked_ever(cert, cert.primary):
         return ()
-    revoked = {a.key.fingerprint for a in analysis.subkeys
-               if validity._revoked_at(a, _EVER)}
     return tuple(k.key for k in validity.live_keys(cert, generation_time)
-                 if k.flags & sigmod.FLAG_SIGN and k.key.fingerprint not in revoked)
+                 if k.flags & sigmod.FLAG_SIGN and not validity.revoked_ever(cert, k.key))
 
 
 class BundleHolders:

@@ -37,7 +37,7 @@ __all__ = [
     "HolderConflict", "LiveKey", "PrimaryState", "ROLES", "SHA1_SELF_SIGNATURE_CUTOFF",
     "SHARED_ENCRYPTION_KEY", "decryption_keys", "eligibility", "find_holder_conflict",
     "is_live", "key_material_id", "live_keys", "primary_expiration", "primary_state",
-    "signing_candidates", "storage_encryption_keys", "structural_keys", "structural_roles",
+    "revoked_ever", "signing_candidates", "storage_encryption_keys", "structural_keys", "structural_roles",
     "valid_user_ids",
 ]
 
@@ -58,6 +58,7 @@ SHARED_ENCRYPTION_KEY = "holders must not share an encryption key"
 _SELF_CERTIFICATIONS = frozenset({sigmod.GENERIC_CERTIFICATION, sigmod.POSITIVE_CERTIFICATION})
 _ALL_CERTIFICATIONS = frozenset({0x10, 0x11, 0x12, 0x13})
 _SOFT_REASONS = frozenset({sigmod.REASON_SUPERSEDED, sigmod.REASON_RETIRED})
+_EVER = 2**63  # later than any revocation's creation time: "revoked at any time"
 
 
 class PrimaryState(enum.Enum):
@@ -281,6 +282,18 @@ def live_keys(cert: Certificate, at: int) -> list[LiveKey]:
 
 def is_live(cert: Certificate, key: PublicKey, at: int) -> bool:
     return any(k.key.fingerprint == key.fingerprint for k in live_keys(cert, at))
+
+
+def revoked_ever(cert: Certificate, key: PublicKey) -> bool:
+    """Whether a verified revocation of `key` (the primary or a subkey of `cert`) applies at
+    some time, soft reasons included however late they were made. For holders judged at a
+    fixed past time (WebAuthn holders at the generation time, formats.md §13.4), where a
+    revocation must still be honoured whenever it was created."""
+    analysis = _analyse(cert)
+    if key.fingerprint == cert.primary.fingerprint:
+        return _revoked_at(analysis.primary, _EVER)
+    return any(_revoked_at(sub, _EVER) for sub in analysis.subkeys
+               if sub.key.fingerprint == key.fingerprint)
 
 
 def storage_encryption_keys(cert: Certificate, at: int) -> list[PublicKey]:

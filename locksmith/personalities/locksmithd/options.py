@@ -1,0 +1,123 @@
+"""locksmithd's options and their environment fallbacks (enclave.md §3), resolved once.
+
+Resolution is pure: `parse_options(argv, env)` returns an `Options` or raises `UsageError`
+(exit 2) and touches no file, device or socket, so every usage error is reported before
+anything is read or bound. An empty environment variable counts as unset; an empty option
+value is a usage error (it can only be a mistake in a unit file or script).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from locksmith.core import keyfork_ipc
+from locksmith.core.nsm import NsmChoice, NsmUsageError, resolve_nsm
+
+__all__ = [
+    "ListenAddress", "Options", "UsageError", "parse_listen", "parse_options", "usage",
+]
+
+DEFAULT_BUNDLE = "/etc/caution/bundle.json"
+DEFAULT_POLICY = "/etc/caution/keymaker-pcr-policy.json"
+DEFAULT_LISTEN = "0.0.0.0:49504"
+
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+class UsageError(ValueError):
+    """A bad option or option combination: one line, exit 2."""
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str  # without brackets
+    port: int  # 0: an ephemeral port, reported in the `listening on` line
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen(text: str) -> ListenAddress:
+    """`HOST:PORT` or `[IPv6]:PORT`; a bare IPv6 address needs the brackets (which colon would
+    start the port otherwise?)."""
+    error = UsageError(f"invalid listen address {text!r}: expected HOST:PORT or [IPV6]:PORT")
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep or not host or "]" in host:
+            raise error
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or ":" in host:
+            raise error
+    if not _PORT.fullmatch(port) or int(port) > 65535:
+        raise error
+    return ListenAddress(host, int(port))
+
+
+@dataclass(frozen=True)
+class Options:
+    bundle: str
+    policy: str
+    listen: ListenAddress
+    nsm: NsmChoice
+    trust_root: str | None
+    allow_debug_enclave: bool
+    keyforkd_socket: keyfork_ipc.SocketLocation
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="locksmithd", description="Collect the holders' shares on TCP 49504, recover the "
+        "master secret and hand it to keyforkd (enclave.md §3).")
+    parser.add_argument("--bundle", metavar="FILE",
+                        help=f"quorum bundle (env LOCKSMITH_BUNDLE, default {DEFAULT_BUNDLE})")
+    parser.add_argument("--keymaker-pcr-policy", metavar="FILE",
+                        help="Keymaker PCR policy, required for V1 bundles (env "
+                        f"LOCKSMITH_KEYMAKER_PCR_POLICY, default {DEFAULT_POLICY})")
+    parser.add_argument("--listen", metavar="HOST:PORT",
+                        help=f"address to serve (env LOCKSMITHD_LISTEN_ADDR, default "
+                        f"{DEFAULT_LISTEN}; [IPV6]:PORT; port 0 picks a free port)")
+    parser.add_argument("--nsm", metavar="device|simulated",
+                        help="NSM to attest with (env LOCKSMITH_NSM, default device)")
+    parser.add_argument("--nsm-dir", metavar="DIR",
+                        help="simulated NSM directory (env LOCKSMITH_NSM_DIR)")
+    parser.add_argument("--trust-root", metavar="PEM",
+                        help="development only: trust root for a V1 proof from a simulated "
+                        "Keymaker (default: the AWS Nitro root)")
+    parser.add_argument("--allow-debug-enclave", action="store_true",
+                        help="accept all-zero (debug) PCR sets in the Keymaker policy")
+    parser.add_argument("--keyforkd-socket", metavar="PATH",
+                        help="keyforkd socket (env KEYFORKD_SOCKET_PATH, then "
+                        "$XDG_RUNTIME_DIR/keyforkd/keyforkd.sock, then /keyforkd.sock)")
+    return parser
+
+
+def usage() -> str:
+    return _parser().format_usage()
+
+
+def parse_options(argv: Sequence[str], env: Mapping[str, str]) -> Options:
+    """Raises `UsageError` for our checks; argparse's own errors (unknown option, missing
+    value) and `--help` raise `SystemExit` with status 2 and 0 after printing, as usual."""
+    args = _parser().parse_args(list(argv))
+    for name in ("bundle", "keymaker_pcr_policy", "listen", "nsm", "nsm_dir", "trust_root",
+                 "keyforkd_socket"):
+        if getattr(args, name) == "":
+            raise UsageError(f"--{name.replace('_', '-')} must not be empty")
+    try:
+        nsm = resolve_nsm(args.nsm, args.nsm_dir, env)
+    except NsmUsageError as exc:
+        raise UsageError(str(exc)) from None
+    return Options(
+        bundle=args.bundle or env.get("LOCKSMITH_BUNDLE") or DEFAULT_BUNDLE,
+        policy=args.keymaker_pcr_policy or env.get("LOCKSMITH_KEYMAKER_PCR_POLICY")
+        or DEFAULT_POLICY,
+        listen=parse_listen(args.listen or env.get("LOCKSMITHD_LISTEN_ADDR") or DEFAULT_LISTEN),
+        nsm=nsm,
+        trust_root=args.trust_root,
+        allow_debug_enclave=args.allow_debug_enclave,
+        keyforkd_socket=keyfork_ipc.resolve_socket_location(args.keyforkd_socket, env),
+    )
