@@ -8,14 +8,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_STAMP := .apt-installed
-APT_PACKAGES := gnupg sq
+APT_PACKAGES := gnupg sq procps
 
-.PHONY: test demo build apt venv typecheck unit clean
+.PHONY: test demo build apt venv lint typecheck unit clean
 
-test: apt venv typecheck unit
+test: apt venv lint typecheck unit
 
 unit: venv
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# Pyflakes-class mistakes only (unused or undefined names, redefinitions): no style opinions.
+lint: venv
+	$(PY) -m ruff check --select F locksmith tests
 
 typecheck: venv
 	$(PY) -m mypy
@@ -23,9 +27,9 @@ typecheck: venv
 build: venv
 	./build.sh
 
-demo: apt venv
-	@echo "make demo runs a full quorum unlock; it arrives with the unlock personalities (locksmithd, keyforkd, locksmith-oneshot), which are not built yet." >&2
-	@exit 2
+# A full 2-of-3 quorum unlock on loopback with the real programs (demo/demo.sh says each step).
+demo: apt venv build
+	PYTHON=$(abspath $(PY)) bash demo/demo.sh dist/locksmith.pyz
 
 # System packages: the GnuPG and Sequoia interop oracles. Installed only when we are root and
 # apt exists; otherwise we check that the tools are there and say what is missing.
@@ -38,7 +42,7 @@ $(APT_STAMP):
 	        apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
 	    fi; \
 	else \
-	    for t in gpg sq; do command -v $$t >/dev/null || { echo "missing $$t: install Debian packages: $(APT_PACKAGES)" >&2; exit 1; }; done; \
+	    for t in gpg sq pkill; do command -v $$t >/dev/null || { echo "missing $$t: install Debian packages: $(APT_PACKAGES)" >&2; exit 1; }; done; \
 	fi
 	@touch $@
 

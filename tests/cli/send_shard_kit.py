@@ -1,18 +1,15 @@
-"""Shared pieces of the `send-shard` CLI tests: simulated-NSM directories, the v0 fixture
-bundle, an in-test enclave per test, and `send` (the CLI in-process with the usual options)."""
+"""Shared pieces of the `send-shard` CLI tests: texts and `send` (the CLI in-process with the
+usual options). Their fixtures (simulated-NSM directories, the v0 bundle, the in-test enclave)
+are in tests/cli/conftest.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from locksmith.core.bundle import parse_bundle
-from locksmith.core.bundle_checks import CheckedBundle, check_bundle
-from locksmith.core.nsm_simulated import SimulatedNsm
 from tests.cli.clirun import Result, caution
-from tests.cli.enclave_harness import FakeEnclave, running
+from tests.cli.enclave_harness import FakeEnclave
 from tests.conftest import CAUTION_V0
 
 Capsys = pytest.CaptureFixture[str]
@@ -21,35 +18,6 @@ SENDING = "Sending shard to enclave at {address}..."
 SENT = "Shard sent, waiting for the enclave's answer"
 TEST_SECRET = ("warning: this bundle's quorum key comes from the public test secret; anything "
                "encrypted to it can be read by anyone")
-
-# --- fixtures --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def nsm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("nsm")
-    SimulatedNsm.open(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def other_nsm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Another simulated enclave image: same kind of root, different PCRs."""
-    path = tmp_path_factory.mktemp("other-nsm")
-    SimulatedNsm.open(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def v0() -> CheckedBundle:
-    return check_bundle(parse_bundle((CAUTION_V0 / "bundle.json").read_bytes()))
-
-
-@pytest.fixture
-def enclave(v0: CheckedBundle, nsm_dir: Path) -> Iterator[FakeEnclave]:
-    with running(v0, SimulatedNsm.open(nsm_dir)) as server:
-        yield server
-
 
 def send(capsys: Capsys, address: str, nsm_dir: Path, *extra: str, holder: str = "alice",
          bundle: Path = CAUTION_V0 / "bundle.json", trust: bool = True,

@@ -21,9 +21,8 @@ from locksmith.core.nsm_simulated import SimulatedNsm
 from locksmith.personalities.caution.shard_client import Address, parse_address
 from tests.cli.clirun import caution
 from tests.cli.enclave_harness import Behaviour, FakeEnclave, running
-from tests.cli.send_shard_kit import (  # noqa: F401 (fixtures)
-    SENDING, SENT, TEST_SECRET, ZERO, Capsys, enclave, lines, nsm_dir, other_nsm_dir,
-    refused_before_message_3, send, v0,
+from tests.cli.send_shard_kit import (
+    SENDING, SENT, TEST_SECRET, ZERO, Capsys, lines, refused_before_message_3, send,
 )
 from tests.conftest import CAUTION_V0
 from tests.keymaker_helpers import keygen_holders

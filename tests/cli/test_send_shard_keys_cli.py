@@ -19,9 +19,7 @@ from locksmith.core.openpgp.certs import load_certificates
 from locksmith.core.quorum import generate_quorum
 from locksmith.personalities.keymaker.service import KeymakerService
 from tests.cli.enclave_harness import running
-from tests.cli.send_shard_kit import (  # noqa: F401 (fixtures)
-    SENDING, Capsys, lines, nsm_dir, send, v0,
-)
+from tests.cli.send_shard_kit import SENDING, Capsys, lines, send
 from tests.core.openpgp.gpgkit import gpg_export, gpg_key
 from tests.keymaker_helpers import Holder, keygen_holders
 

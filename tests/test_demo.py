@@ -1,0 +1,31 @@
+"""`make demo` keeps working: the whole quorum unlock with the built zipapp, and no leftovers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.mark.slow
+def test_demo_unlocks_a_quorum_and_leaves_no_process_behind(tmp_path: Path) -> None:
+    zipapp = tmp_path / "locksmith.pyz"
+    subprocess.run([str(REPO / "build.sh"), str(zipapp)], cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = dict(os.environ, PYTHON=sys.executable, TMPDIR=str(tmp_path),
+               SHIV_ROOT=str(tmp_path / "shiv"))
+    result = subprocess.run(["bash", str(REPO / "demo" / "demo.sh"), str(zipapp)], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert ("demo: unlocked a 2-of-3 quorum; the application's environment matches the .env "
+            "byte for byte") in result.stderr
+    assert "Shard accepted, 0 remaining shards until reconstitution" in result.stderr
+    leftovers = subprocess.run(["pgrep", "-af", "locksmith-demo"], capture_output=True,
+                               text=True).stdout
+    assert leftovers == ""
+    assert not list(tmp_path.glob("locksmith-demo.*"))  # its work directory is removed too
