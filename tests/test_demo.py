@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,10 @@ def test_demo_unlocks_a_quorum_and_leaves_no_process_behind(tmp_path: Path) -> N
     zipapp = tmp_path / "locksmith.pyz"
     subprocess.run([str(REPO / "build.sh"), str(zipapp)], cwd=REPO, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    env = dict(os.environ, PYTHON=sys.executable, TMPDIR=str(tmp_path),
+    # A short TMPDIR: keyforkd's Unix socket lives under it and AF_UNIX paths are limited to
+    # 107 bytes, which pytest's own temporary paths can exceed.
+    short = Path(tempfile.mkdtemp(prefix="lsdemo", dir="/tmp"))
+    env = dict(os.environ, PYTHON=sys.executable, TMPDIR=str(short),
                SHIV_ROOT=str(tmp_path / "shiv"))
     result = subprocess.run(["bash", str(REPO / "demo" / "demo.sh"), str(zipapp)], env=env,
                             capture_output=True, text=True, timeout=120)
@@ -28,4 +32,5 @@ def test_demo_unlocks_a_quorum_and_leaves_no_process_behind(tmp_path: Path) -> N
     leftovers = subprocess.run(["pgrep", "-af", "locksmith-demo"], capture_output=True,
                                text=True).stdout
     assert leftovers == ""
-    assert not list(tmp_path.glob("locksmith-demo.*"))  # its work directory is removed too
+    assert not list(short.iterdir())  # its work directory is removed too
+    short.rmdir()
