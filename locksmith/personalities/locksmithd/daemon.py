@@ -64,16 +64,8 @@ def _wipe(buffer: bytearray) -> None:
 def _hand_over(secret: bytearray, location: SocketLocation) -> int:
     """enclave.md §3.3: keyforkd gets the secret through a pipe; we wipe ours either way."""
     try:
-        if location.runtime_dir is not None and not os.path.isdir(location.runtime_dir):
-            # keyforkd creates the XDG directory only when it resolved the default itself;
-            # we pass the resolved path explicitly, so the directory is made here, alike.
-            try:
-                os.mkdir(location.runtime_dir, 0o700)
-            except FileExistsError:
-                pass
-            except OSError as exc:
-                raise KeyforkdStartError(f"cannot create {location.runtime_dir}: "
-                                         f"{exc.strerror or exc}") from None
+        # keyforkd creates $XDG_RUNTIME_DIR/keyforkd/ itself when the path is that default
+        # (enclave.md §3), also when it arrives explicitly with --socket as here.
         log(f"starting keyforkd at {location.path}")
         pid = start_keyforkd(secret, location.path, timeout=KEYFORKD_READY_TIMEOUT)
     except KeyforkdStartError as exc:
