@@ -163,3 +163,46 @@ def test_nul_in_a_value_is_refused_before_anything_is_written(capsys: Capsys, pr
     result = _encrypt(capsys, project, "--env-file", str(env), "--secrets-dir", str(secrets))
     assert (result.code, result.err.strip()) == (1, "error: Z: value contains a NUL character")
     assert not any(secrets.glob("*.asc")) if secrets.exists() else True
+
+
+def test_an_expired_quorum_certificate_is_used_with_a_warning(capsys: Capsys,
+                                                              tmp_path: Path) -> None:
+    """cli.md §4 step 6: quorum-key expiry is ignored, with a warning naming the date."""
+    keyring = json.loads((CAUTION_V0 / "bundle.json").read_text())["keyring"]
+    generated = int(time.time()) - 3 * 86400
+    bundle = quorum.generate_quorum(keyring, 2, 2, now=generated, secret=SECRET, expire=86400)
+    (tmp_path / "bundle.json").write_text(bundle.to_json())
+    (tmp_path / ".env").write_text("TOKEN=abc\n")
+    result = caution(capsys, "--workdir", str(tmp_path), "secret", "encrypt", "--bundle",
+                     "bundle.json")
+    assert result.code == 0, result.err
+    day = time.strftime("%Y-%m-%d", time.gmtime(generated + 86400))
+    assert (f"warning: quorum certificate expired on {day}; encrypting anyway (the enclave does "
+            "not check quorum key expiry)") in result.err.splitlines()
+    asc = (tmp_path / ".caution" / "secrets" / "TOKEN.asc").read_text()
+    assert message.decrypt(asc, [quorumkey.decryption_key(SECRET)]).plaintext == b"abc"
+
+
+def test_a_value_too_large_for_the_environment_is_refused_before_anything_is_written(
+        capsys: Capsys, project: Path, tmp_path: Path) -> None:
+    """cli.md §4: len(KEY) + 1 + len(value) >= 131072 bytes is refused; one byte less is not."""
+    env = tmp_path / "big.env"
+    fits = "x" * (131072 - len("FITS=") - 1)
+    env.write_text(f"FITS={fits}\nBIG={'y' * (131072 - len('BIG='))}\n")
+    secrets = tmp_path / "out"
+    result = _encrypt(capsys, project, "--env-file", str(env), "--secrets-dir", str(secrets))
+    assert (result.code, result.err.strip()) == (
+        1, "error: BIG: value too large for a process environment")
+    assert not any(secrets.glob("*.asc")) if secrets.exists() else True
+    result = _encrypt(capsys, project, "FITS", "--env-file", str(env), "--secrets-dir",
+                      str(secrets))
+    assert result.code == 0, result.err
+
+
+def test_an_uncreatable_secrets_directory_is_reported(capsys: Capsys, project: Path,
+                                                      tmp_path: Path) -> None:
+    occupied = tmp_path / "file"
+    occupied.write_text("not a directory")
+    result = _encrypt(capsys, project, "--secrets-dir", str(occupied / "secrets"))
+    assert result.code == 1
+    assert result.err.splitlines()[-2] == f"error: Failed to create {occupied / 'secrets'}"

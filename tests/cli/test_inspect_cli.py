@@ -222,3 +222,18 @@ def test_encrypt_reads_an_imported_v0_bundle(capsys: Capsys, tmp_path: Path) -> 
     result = caution(capsys, "--workdir", str(project), "secret", "encrypt")
     assert result.code == 0, result.err
     assert result.err.splitlines()[-1] == "encrypted 1 secret(s)"
+
+
+def test_a_default_policy_path_that_exists_but_is_no_file_is_not_skipped(
+        capsys: Capsys, tmp_path: Path, nsm_dir: Path, v1_bundle: BundleV1) -> None:
+    """cli.md §1: the default policy is used "if it exists"; one that exists but cannot be read
+    is an error, never a silent fall-back to the weaker trust-root-only check."""
+    (tmp_path / ".caution" / "keymaker-pcr-policy.json").mkdir(parents=True)
+    (tmp_path / ".caution" / "quorum-bundle.json").write_text(v1_bundle.to_json())
+    result = caution(capsys, "--workdir", str(tmp_path), "secret", "inspect",
+                     ".caution/quorum-bundle.json", "--trust-root", str(nsm_dir / "root.pem"))
+    assert result.code == 1
+    assert NO_POLICY not in result.err.splitlines()
+    assert result.err.splitlines()[-2:] == [
+        f"error: cannot read Keymaker PCR policy {Path('.caution/keymaker-pcr-policy.json')}",
+        "  caused by: Is a directory"]

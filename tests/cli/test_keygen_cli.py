@@ -121,3 +121,16 @@ def test_existing_file_is_not_replaced_without_force(capsys: Capsys, tmp_path: P
 ])
 def test_default_private_path_inserts_private_before_the_last_extension(public: str, private: str) -> None:
     assert default_private_path(Path("/d") / public) == Path("/d") / private
+
+
+def test_a_failed_private_write_removes_the_public_file_of_this_run(capsys: Capsys,
+                                                                    tmp_path: Path) -> None:
+    """cli.md §2: if writing the private file fails, the public file written is removed."""
+    out = tmp_path / "a.asc"
+    blocker = tmp_path / "a.private.asc"
+    blocker.mkdir()  # with --force the existence check passes; replacing a directory fails
+    result = _keygen(capsys, out, "--force")
+    assert result.code == 1
+    assert result.err.splitlines()[-2] == f"error: failed to write {blocker}"
+    assert not out.exists() and blocker.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.private.asc"]  # no temporary left

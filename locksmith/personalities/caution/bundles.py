@@ -12,6 +12,7 @@ needs them, so a v0 bundle is never refused over a policy file it does not use.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -65,7 +66,7 @@ class ProofOptions:
 
     def load(self) -> ProofInputs:
         policy_path = self.policy
-        if policy_path is None and DEFAULT_POLICY.is_file():
+        if policy_path is None and os.path.lexists(DEFAULT_POLICY):  # "if it exists" (§1)
             policy_path = DEFAULT_POLICY
         policy = load_policy(policy_path) if policy_path is not None else None
         anchor = load_trust_root(str(self.trust_root)) if self.trust_root is not None else None
