@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 APT_STAMP := .apt-installed
 APT_PACKAGES := gnupg sq procps
 
-.PHONY: test demo build apt venv lint typecheck unit clean
+.PHONY: test demo build apt venv lint typecheck unit clean bench
 
 test: apt venv lint typecheck unit
 
@@ -30,6 +30,10 @@ build: venv
 # A full 2-of-3 quorum unlock on loopback with the real programs (demo/demo.sh says each step).
 demo: apt venv build
 	PYTHON=$(abspath $(PY)) bash demo/demo.sh dist/locksmith.pyz
+
+# Speed and memory targets (bench/README.md): results in bench/results/<UTC timestamp>.json.
+bench: venv build
+	$(PY) bench/run.py
 
 # System packages: the GnuPG and Sequoia interop oracles. Installed only when we are root and
 # apt exists; otherwise we check that the tools are there and say what is missing.

@@ -20,6 +20,7 @@ trap 'rm -rf "$tmp"' EXIT
 "$python" -m shiv \
     --reproducible \
     --compressed \
+    --compile-pyc \
     --python '/usr/bin/env python3.11' \
     --entry-point locksmith.__main__:main \
     --output-file "$tmp/locksmith.pyz" \
