@@ -74,7 +74,8 @@ def _hex_option(value: Optional[str], option: str) -> Optional[bytes]:
     return bytes.fromhex(value)
 
 
-def _pcr_options(values: Mapping[int, Optional[str]]) -> dict[int, bytes]:
+def pcr_options(values: Mapping[int, Optional[str]]) -> dict[int, bytes]:
+    """`--pcrN HEX` options (those given) as bytes; bad hex is a usage error naming the option."""
     out: dict[int, bytes] = {}
     for index, value in values.items():
         if value is not None:
@@ -169,7 +170,7 @@ def verify_command(
         raise UsageError("--pcr0, --pcr1 and --pcr2 must be given together")
     if sum((bool(given), trusted_hashes is not None, pcr_policy is not None)) > 1:
         raise UsageError("use only one of --pcr0/--pcr1/--pcr2, --trusted-hashes and --pcr-policy")
-    expected_pcrs = _pcr_options(given) or None
+    expected_pcrs = pcr_options(given) or None
     expected_nonce = _hex_option(nonce, "--nonce")
     expected_user_data = _hex_option(user_data, "--user-data")
     try:
@@ -275,7 +276,7 @@ def simulate_command(
 
     if nsm_dir is None or not str(nsm_dir):
         raise UsageError("--nsm-dir DIR is required (or set LOCKSMITH_NSM_DIR)")
-    overrides = _pcr_options({0: pcr0, 1: pcr1, 2: pcr2})
+    overrides = pcr_options({0: pcr0, 1: pcr1, 2: pcr2})
     fields = {"user_data": _hex_option(user_data, "--user-data"),
               "nonce": _hex_option(nonce, "--nonce"),
               "public_key": _hex_option(public_key, "--public-key")}

@@ -21,10 +21,10 @@ import typer
 
 from locksmith.core.attestation import TrustAnchor
 from locksmith.core.bundle import BundleV1
-from locksmith.core.pcr_policy import TrustedHashes, TrustedHashesError, is_debug_pcrs, parse_pcr_hex
+from locksmith.core.pcr_policy import TrustedHashes, TrustedHashesError, is_debug_pcrs
 from locksmith.core.protocol import submission_bundle_hash
 from locksmith.personalities.caution import ui
-from locksmith.personalities.caution.attestation import load_trust_root
+from locksmith.personalities.caution.attestation import load_trust_root, pcr_options
 from locksmith.personalities.caution.bundles import (
     DEFAULT_BUNDLE, POLICY_OPTION, ProofOptions, load_bundle,
 )
@@ -121,14 +121,7 @@ def _pcr_options(*values: Optional[str]) -> dict[int, bytes] | None:
         return None
     if not all(given):
         raise UsageError("--pcr0, --pcr1 and --pcr2 must be given together")
-    out: dict[int, bytes] = {}
-    for index, value in enumerate(values):
-        try:
-            out[index] = parse_pcr_hex(value)
-        except ValueError:
-            raise UsageError(
-                f"invalid --pcr{index} value: expected 96 hex digits (48 bytes)") from None
-    return out
+    return pcr_options(dict(enumerate(values)))
 
 
 def _trusted_hashes(path: Optional[Path]) -> dict[int, bytes]:
