@@ -126,7 +126,7 @@ def test_accept_errors_are_logged_and_the_listener_keeps_serving(
     try:  # the daemon is not dumpable: only root may look at its descriptors
         in_use = len(list(Path(f"/proc/{pid}/fd").iterdir()))
     except PermissionError:
-        pytest.skip("counting a non-dumpable process's descriptors needs root")
+        pytest.skip(reason="counting a non-dumpable process's descriptors needs root")
     soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use + 2, hard))  # room for 2 connections
     flood = [socket.create_connection(fixture_daemon.address, timeout=5) for _ in range(6)]
