@@ -11,12 +11,12 @@ Values never appear in warnings, errors or `repr`.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
+
+from locksmith.core.shellquote import is_env_key
 
 __all__ = ["EnvAssignment", "EnvFileError", "EnvParse", "is_env_key", "parse_env"]
 
-_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 _BLANK = " \t"
 _DOUBLE_ESCAPABLE = '$`"\\'
 
@@ -43,11 +43,6 @@ class EnvParse:
 
     def as_dict(self) -> dict[str, str]:
         return {a.key: a.value for a in self.assignments}
-
-
-def is_env_key(name: str) -> bool:
-    """`[A-Za-z_][A-Za-z0-9_]*`, ASCII only (unlike `str.isidentifier`)."""
-    return _KEY.fullmatch(name) is not None
 
 
 class _Scanner:

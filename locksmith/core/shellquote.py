@@ -7,21 +7,24 @@ and non-ASCII stay as they are, so the shell hands the application the exact byt
 the one byte a process environment cannot carry; it is refused rather than truncated. Names
 are checked here too because a name is spliced into shell code unquoted.
 
-Public API: `quote(value)`, `check_name(name)`, `check_value(name, raw) -> str`,
-`render_exports(values) -> bytes`, `ExportError` (message = the spec's reason text).
+Public API: `quote(value)`, `is_env_key(name)`, `check_name(name)`,
+`check_value(name, raw) -> str`, `render_exports(values) -> bytes`, `ExportError` (message =
+the spec's reason text).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
-from locksmith.core.envfile import is_env_key
-
-__all__ = ["ENV_STRING_LIMIT", "ExportError", "check_name", "check_value", "quote",
+__all__ = ["ENV_STRING_LIMIT", "ExportError", "check_name", "check_value", "is_env_key", "quote",
            "render_exports"]
 
 # Linux MAX_ARG_STRLEN: one `NAME=value` string with its NUL must fit in 32 pages.
 ENV_STRING_LIMIT = 131072
+# Here rather than in `envfile` (which re-exports it) so that locksmith-oneshot does not load
+# the .env parser just for this check.
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 
 
 class ExportError(ValueError):
@@ -31,6 +34,11 @@ class ExportError(ValueError):
 def quote(value: str) -> str:
     """POSIX single quoting: `it's` -> `'it'\\''s'`, empty -> `''`."""
     return "'" + value.replace("'", "'\\''") + "'"
+
+
+def is_env_key(name: str) -> bool:
+    """`[A-Za-z_][A-Za-z0-9_]*`, ASCII only (unlike `str.isidentifier`)."""
+    return _KEY.fullmatch(name) is not None
 
 
 def check_name(name: str) -> None:

@@ -23,15 +23,30 @@ _END = "-----END PGP {}-----"
 _HEADER = re.compile(r"^[A-Za-z0-9-]+: ")
 
 
-def crc24(data: bytes) -> int:
-    crc = _CRC24_INIT
-    for byte in data:
-        crc ^= byte << 16
+def _crc24_table() -> tuple[int, ...]:
+    """CRC-24 of each single byte from a zero register: the bitwise loop, run once per byte
+    value instead of once per input byte (RFC 4880 §6.1's loop was most of oneshot's run)."""
+    table = []
+    for value in range(256):
+        crc = value << 16
         for _ in range(8):
             crc <<= 1
             if crc & 0x1000000:
                 crc ^= _CRC24_POLY
-    return crc & 0xFFFFFF
+        table.append(crc)
+    return tuple(table)
+
+
+_CRC24_TABLE = _crc24_table()
+
+
+def crc24(data: bytes) -> int:
+    """RFC 4880 §6.1 CRC-24, table-driven (same result as the bitwise loop of the RFC)."""
+    crc = _CRC24_INIT
+    table = _CRC24_TABLE
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFFFF) ^ table[(crc >> 16) ^ byte]
+    return crc
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from locksmith.core.openpgp.errors import DecryptionError, MessageError, OpenPGPError
 from locksmith.core.openpgp.keys import ECDH, PublicKey, SecretKey, encode_mpi, read_mpi
@@ -80,6 +79,8 @@ def encrypt_block(recipient: PublicKey, block: bytes, *, urandom: Random = os.ur
         point = b"\x40" + eph.public_key().public_bytes_raw()
         shared = eph.exchange(public)
     elif isinstance(public, ec.EllipticCurvePublicKey):
+        # Deferred: `serialization` (and its SSH/DSA/DH modules) is only for NIST points here.
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
         eph_ec = ec.generate_private_key(public.curve)
         point = eph_ec.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
         shared = eph_ec.exchange(ec.ECDH(), public)

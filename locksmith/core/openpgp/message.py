@@ -19,14 +19,14 @@ Public API:
 
 from __future__ import annotations
 
-import bz2
 import os
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from locksmith.core.openpgp import pkesk as _pkesk
-from locksmith.core.openpgp import seipd, signature
+from locksmith.core.openpgp import seipd
 from locksmith.core.openpgp.armor import dearmor_one, is_armored
 from locksmith.core.openpgp.errors import (
     DecryptionError, MessageError, OpenPGPError, PacketError,
@@ -37,6 +37,9 @@ from locksmith.core.openpgp.packets import (
     SYMMETRIC_NO_MDC, Packet, encode_packet, parse_packets,
 )
 from locksmith.core.openpgp.seipd import UnsupportedMessage
+
+if TYPE_CHECKING:
+    from locksmith.core.openpgp import signature
 
 __all__ = [
     "MAX_SIZE", "Decrypted", "encrypt", "decrypt", "signed_literal", "MessageError",
@@ -79,10 +82,13 @@ class Decrypted:
 
     @property
     def one_pass_signatures(self) -> tuple[signature.OnePassSignature, ...]:
+        # Deferred: the signature/sigpackets/subpackets stack is not needed to decrypt (oneshot).
+        from locksmith.core.openpgp import signature
         return tuple(signature.OnePassSignature.parse(b) for b in self.one_pass_packets)
 
     @property
     def signatures(self) -> tuple[signature.Signature, ...]:
+        from locksmith.core.openpgp import signature  # deferred: see one_pass_signatures
         return tuple(signature.Signature.parse(b) for b in self.signature_packets)
 
 
@@ -97,6 +103,7 @@ def _literal(body: bytes) -> bytes:
 def signed_literal(body: bytes, signer: SecretKey, *, created: int,
                    hashed: Sequence[signature.Subpacket] = ()) -> bytes:
     """One-pass signature, literal, binary-document signature (SHA-512) by `signer`."""
+    from locksmith.core.openpgp import signature  # deferred: only writers sign (not oneshot)
     ops = signature.OnePassSignature.for_key(signer.public, signature.BINARY, signature.SHA512)
     sig = signature.create(signer, signature.document(body), signature.BINARY, created=created,
                            hashed=hashed)
@@ -252,6 +259,7 @@ def _decompress(body: bytes, max_size: int) -> bytes:
             out = z.decompress(data, limit)
             done = z.eof
         elif algorithm == _BZIP2:
+            import bz2  # deferred: bzip2 messages are rare, and this loads _bz2 (oneshot path)
             b = bz2.BZ2Decompressor()
             out = b.decompress(data, limit)
             done = b.eof

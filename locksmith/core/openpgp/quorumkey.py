@@ -25,14 +25,15 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
-from locksmith.core import bip39, slip10
-from locksmith.core.openpgp import signature as sig
+from locksmith.core import slip10
 from locksmith.core.openpgp.armor import armor
-from locksmith.core.openpgp.certbuild import build_certificate
 from locksmith.core.openpgp.errors import OpenPGPError
 from locksmith.core.openpgp.keys import PublicKey, SecretKey
 from locksmith.core.openpgp.packets import PUBLIC_KEY, USER_ID, encode_packet
-from locksmith.core.openpgp.signature import Subpacket
+
+# Deferred to the functions that need them: BIP-39 (`account_node`), and the signature stack
+# and certificate writer (`certificate_packets`, `shard_signer_certificate`). locksmith-oneshot
+# only derives keys from the account node keyforkd hands it, and must not pay for either.
 
 ACCOUNT_PATH = "m/7366512'/0'"  # 7366512 = 0x706770 = "pgp", Keyfork's OpenPGP root
 KEY_CREATION_TIME = 1  # formats.md §9.3: every key packet, so fingerprints are reproducible
@@ -70,6 +71,8 @@ def account_node(secret: bytes) -> slip10.ExtendedKey:
     """`m/7366512'/0'` from the BIP-39 seed of `secret` (the secret is the BIP-39 entropy)."""
     if len(secret) != 32:
         raise QuorumKeyError("the quorum secret must be 32 bytes")
+    from locksmith.core import bip39  # deferred: see the imports
+
     seed = bip39.mnemonic_to_seed(bip39.entropy_to_mnemonic(secret))
     return slip10.derive_path(seed, ACCOUNT_PATH)
 
@@ -126,6 +129,9 @@ def certificate_packets(keys: QuorumKeys, *, generated: int, expire: int = DEFAU
     `generated` (Unix seconds) is the signatures' creation time; the key expiration time is
     generated + expire − 1, relative to the key creation time 1 (formats.md §9.4).
     """
+    from locksmith.core.openpgp import signature as sig  # deferred: see the imports
+    from locksmith.core.openpgp.certbuild import build_certificate
+
     key_expiration = generated + expire - KEY_CREATION_TIME
     if generated < KEY_CREATION_TIME or expire <= 0 or key_expiration > 0xFFFFFFFF:
         raise QuorumKeyError("generation time or validity out of range")
@@ -159,6 +165,9 @@ def shard_signer(secret: bytes) -> SecretKey:
 
 def shard_signer_certificate(signer: SecretKey, *, created: int) -> bytes:
     """Binary certificate `keyfork-sss`: key, UID, positive self-certification (flags 0x03)."""
+    from locksmith.core.openpgp import signature as sig  # deferred: see the imports
+    from locksmith.core.openpgp.signature import Subpacket
+
     uid = SHARD_SIGNER_USER_ID.encode("ascii")
     cert = sig.create(signer, sig.certification(signer.public, uid), sig.POSITIVE_CERTIFICATION,
                       created=created,
