@@ -160,6 +160,18 @@ def test_a_secret_named_exports_is_not_unset(boot: Boot, keys: quorumkey.QuorumK
     assert _environment(out)[b"exports"] == b"kept"
 
 
+def test_an_inherited_exports_variable_does_not_carry_the_secrets_to_the_application(
+        boot: Boot, keys: quorumkey.QuorumKeys) -> None:
+    # A variable imported from the environment stays exported in sh when reassigned: without
+    # care the application would inherit `exports`, the whole text of every export line.
+    _write_secret(boot, "TOKEN", "s3cret", keys)
+    status, out, err = boot.run(exports="from the parent")
+    assert status == 0, err
+    env = _environment(out)
+    assert env[b"TOKEN"] == b"s3cret"
+    assert b"exports" not in env
+
+
 def test_the_application_gets_its_arguments_and_replaces_the_script(boot: Boot) -> None:
     status, out, err = boot.run("sh", "-c", 'printf "%s|" "$@"; echo "$PPID"', "app",
                                 "two words", "$(x)")

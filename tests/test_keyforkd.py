@@ -320,3 +320,29 @@ def test_secret_fd_takes_exactly_32_bytes_then_eof(workdir: Path, data: bytes,
     assert result.returncode == 1
     assert f"expected exactly 32 secret bytes on fd {read_end}, {reason}" in result.stderr
     assert not os.path.lexists(workdir / "k.sock")
+
+
+def test_peer_uid_reads_uid_t_as_unsigned() -> None:
+    # uid_t is unsigned: a uid of 2^31 or more must not come back negative (it would never
+    # equal keyforkd's own uid, so such a keyforkd would refuse its own clients).
+    from locksmith.personalities.keyforkd_server import peer_uid
+    big = 2**31 + 5
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: take the big uid, then read our own credentials off a socketpair
+        code = 1
+        try:
+            os.close(read_end)
+            os.setuid(big)
+            a, b = socket.socketpair()
+            os.write(write_end, str(peer_uid(a)).encode())
+            code = 0
+        except BaseException as exc:
+            os.write(write_end, repr(exc).encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        outcome = pipe.read()
+    os.waitpid(pid, 0)
+    assert outcome == str(big).encode()

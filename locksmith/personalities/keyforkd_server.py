@@ -20,7 +20,7 @@ from locksmith.core import frame, keyfork_ipc, slip10
 
 __all__ = ["KeyforkServer", "MasterNode", "peer_uid"]
 
-_UCRED = struct.Struct("3i")  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
+_UCRED = struct.Struct("=iII")  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}: uid_t unsigned
 
 
 def peer_uid(sock: socket.socket) -> int:

@@ -60,8 +60,13 @@ while [ ! -S "$KEYFORKD_SOCKET_PATH" ]; do
   waited=$((waited + 1))
 done
 
+# (5.) `exports` must not reach the application: a variable inherited from the environment
+# stays exported when reassigned, so drop an inherited one before step 4 assigns it.
+unset exports
+
 # 4. Exactly this form: `eval "$(locksmith-oneshot)"` would eval an empty string and carry on
-# when locksmith-oneshot fails. `exports` is not exported and deliberately not unset (5.).
+# when locksmith-oneshot fails. `exports` is not exported and deliberately not unset after
+# the eval (5.).
 if ! exports=$(locksmith-oneshot); then
   echo "locksmith-run: locksmith-oneshot failed; not starting the application" >&2
   exit 1
