@@ -17,6 +17,11 @@ export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-1700000000}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
+# pip builds the project in place (build/, *.egg-info next to pyproject.toml), so two builds of
+# this tree at once (parallel tests) would trample each other: take turns.
+exec 9>".build.lock"
+flock 9
+
 "$python" -m shiv \
     --reproducible \
     --compressed \
