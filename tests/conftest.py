@@ -7,11 +7,16 @@ copies it there); `LOCKSMITH_SHARED` overrides that for unusual layouts.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.oracles import ED25519_HOLDER, P256_HOLDER, RSA_HOLDER, GpgKey, make_gpg_key
+
+if TYPE_CHECKING:
+    from tests.locksmithd_kit import Daemons, Sim
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LOCKSMITH_SHARED", REPO.parent / "shared"))
@@ -53,3 +58,20 @@ def gpg_rsa_holder() -> GpgKey:
 def gpg_p256_holder() -> GpgKey:
     """NIST P-256 certify-only ECDSA primary with ECDSA sign, ECDH encrypt, ECDSA auth subkeys."""
     return make_gpg_key("P256 Holder <p256@example.org>", "nistp256", P256_HOLDER)
+
+
+# --- locksmithd daemons (tests/test_locksmithd*.py) ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Sim:
+    """A simulated NSM directory shared by one test module's daemons."""
+    from tests.locksmithd_kit import Sim
+    return Sim.create(tmp_path_factory.mktemp("nsm"))
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Daemons]:
+    """Starts locksmithd processes for a test and cleans every one (and its keyforkd) up."""
+    from tests.locksmithd_kit import daemons_in
+    yield from daemons_in(tmp_path)

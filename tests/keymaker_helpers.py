@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
 from locksmith.core import shamir, shardfile
 from locksmith.core.attestation import TrustAnchor
@@ -24,8 +23,8 @@ from locksmith.core.bundle import Bundle
 from locksmith.core.openpgp import signature as sig
 from locksmith.core.openpgp.armor import armor
 from locksmith.core.openpgp.certbuild import build_certificate
-from locksmith.core.openpgp.keygen import generate_holder_key
-from locksmith.core.openpgp.keys import PublicKey, SecretKey
+from locksmith.core.openpgp.keygen import generate_holder_key, new_cv25519_key, new_ed25519_key
+from locksmith.core.openpgp.keys import SecretKey
 from locksmith.core.openpgp.quorumkey import quorum_keys
 from locksmith.core.openpgp.secretkeys import load_secret_keys
 from locksmith.core.pcr_policy import PcrPolicy
@@ -54,15 +53,6 @@ def keygen_holders(count: int, prefix: str = "holder") -> list[Holder]:
     return out
 
 
-def _ed(now: int) -> SecretKey:
-    private = ed25519.Ed25519PrivateKey.generate()
-    return SecretKey(PublicKey.ed25519(private.public_key().public_bytes_raw(), now), private)
-
-
-def _cv(now: int) -> SecretKey:
-    private = x25519.X25519PrivateKey.generate()
-    return SecretKey(PublicKey.cv25519(private.public_key().public_bytes_raw(), now), private)
-
 
 def custom_cert(name: str, *, roles: Sequence[str] = ("sign", "storage", "auth"),
                 created: int | None = None, key_expiration: int | None = None,
@@ -71,15 +61,15 @@ def custom_cert(name: str, *, roles: Sequence[str] = ("sign", "storage", "auth")
     at = created if created is not None else int(time.time()) - 60
     subkeys = []
     for role in roles:
-        key = (storage or _cv(at)) if role == "storage" else _ed(at)
+        key = (storage or new_cv25519_key(at)) if role == "storage" else new_ed25519_key(at)
         subkeys.append((key, ROLE_FLAGS[role]))
-    binary = build_certificate(_ed(at), f"{name} <{name.lower()}@example.org>", subkeys,
+    binary = build_certificate(new_ed25519_key(at), f"{name} <{name.lower()}@example.org>", subkeys,
                                signed_at=at, key_expiration=key_expiration)
     return armor("PUBLIC KEY BLOCK", binary)
 
 
 def shared_storage_key() -> SecretKey:
-    return _cv(int(time.time()) - 60)
+    return new_cv25519_key(int(time.time()) - 60)
 
 
 def recovered_secret(bundle: Bundle, holders: Sequence[Holder], threshold: int) -> bytes:

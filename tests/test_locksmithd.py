@@ -38,20 +38,10 @@ from tests.core.protocol_kit import (
 )
 from tests.keyforkd_util import derive, short_dir
 from tests.locksmithd_kit import (
-    PYTHON, Client, Daemons, Sim, clean_env, daemons_in, share_request, v1_quorum, write_bundle,
+    PYTHON, Client, Daemons, Sim, clean_env, share_request, v1_quorum, write_bundle,
 )
 
 FORBIDDEN_ON_BOOT_PATH = {"typer", "click", "httpx", "uvicorn", "starlette", "pgpy"}
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Sim:
-    return Sim.create(tmp_path_factory.mktemp("nsm"))
-
-
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    yield from daemons_in(tmp_path)
 
 
 @pytest.fixture

@@ -23,17 +23,7 @@ from locksmith.personalities.locksmithd.server import Limits, Locksmithd, Stoppe
 from locksmith.personalities.locksmithd.startup import bind
 from tests.core.protocol_kit import fixture_quorum
 from tests.keyforkd_util import short_dir
-from tests.locksmithd_kit import Client, Daemon, Daemons, Sim, daemons_in
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Sim:
-    return Sim.create(tmp_path_factory.mktemp("nsm"))
-
-
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    yield from daemons_in(tmp_path)
+from tests.locksmithd_kit import Client, Daemon, Daemons, Sim
 
 
 @pytest.fixture

@@ -23,17 +23,7 @@ from locksmith.core.keyfork_ipc import SocketLocation
 from locksmith.personalities.locksmithd.options import (
     DEFAULT_BUNDLE, DEFAULT_POLICY, ListenAddress, UsageError, parse_listen, parse_options,
 )
-from tests.locksmithd_kit import Daemons, Sim, daemons_in, v1_quorum, write_bundle
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Sim:
-    return Sim.create(tmp_path_factory.mktemp("nsm"))
-
-
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    yield from daemons_in(tmp_path)
+from tests.locksmithd_kit import Daemons, Sim, v1_quorum, write_bundle
 
 
 @pytest.fixture

@@ -25,12 +25,14 @@ class GeneratedKey:
     private_armored: str = field(repr=False)
 
 
-def _ed25519(now: int) -> SecretKey:
+def new_ed25519_key(now: int) -> SecretKey:
+    """A fresh random Ed25519 key created at `now`."""
     private = ed25519.Ed25519PrivateKey.generate()
     return SecretKey(PublicKey.ed25519(private.public_key().public_bytes_raw(), now), private)
 
 
-def _cv25519(now: int) -> SecretKey:
+def new_cv25519_key(now: int) -> SecretKey:
+    """A fresh random Curve25519 ECDH key (KDF SHA-256/AES-128) created at `now`."""
     private = x25519.X25519PrivateKey.generate()
     return SecretKey(PublicKey.cv25519(private.public_key().public_bytes_raw(), now), private)
 
@@ -40,9 +42,9 @@ def user_id(name: str, email: str) -> str:
 
 
 def generate_holder_key(name: str, email: str, *, now: int) -> GeneratedKey:
-    primary = _ed25519(now)
-    subkeys = [(_ed25519(now), sig.FLAG_SIGN), (_cv25519(now), sig.FLAG_ENCRYPT_STORAGE),
-               (_ed25519(now), sig.FLAG_AUTHENTICATE)]
+    primary = new_ed25519_key(now)
+    subkeys = [(new_ed25519_key(now), sig.FLAG_SIGN), (new_cv25519_key(now), sig.FLAG_ENCRYPT_STORAGE),
+               (new_ed25519_key(now), sig.FLAG_AUTHENTICATE)]
     uid = user_id(name, email)
     private = build_certificate(primary, uid, subkeys, signed_at=now, secret=True)
     [cert] = load_certificates(private)
