@@ -7,6 +7,7 @@ copies it there); `LOCKSMITH_SHARED` overrides that for unusual layouts.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,3 +76,12 @@ def daemons(tmp_path: Path) -> Iterator[Daemons]:
     """Starts locksmithd processes for a test and cleans every one (and its keyforkd) up."""
     from tests.locksmithd_kit import daemons_in
     yield from daemons_in(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def zipapp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """dist/locksmith.pyz as build.sh makes it, built once per test process."""
+    out = tmp_path_factory.mktemp("dist") / "locksmith.pyz"
+    subprocess.run([str(REPO / "build.sh"), str(out)], cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return out

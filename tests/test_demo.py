@@ -14,10 +14,7 @@ from tests.conftest import REPO
 
 
 @pytest.mark.slow
-def test_demo_unlocks_a_quorum_and_leaves_no_process_behind(tmp_path: Path) -> None:
-    zipapp = tmp_path / "locksmith.pyz"
-    subprocess.run([str(REPO / "build.sh"), str(zipapp)], cwd=REPO, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def test_demo_unlocks_a_quorum_and_leaves_no_process_behind(zipapp: Path, tmp_path: Path) -> None:
     # A short TMPDIR: keyforkd's Unix socket lives under it and AF_UNIX paths are limited to
     # 107 bytes, which pytest's own temporary paths can exceed.
     short = Path(tempfile.mkdtemp(prefix="lsdemo", dir="/tmp"))

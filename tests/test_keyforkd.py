@@ -9,7 +9,7 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -149,26 +149,16 @@ def test_xdg_runtime_dir_default_creates_a_private_directory(workdir: Path) -> N
         running.stop()
 
 
-def test_another_uid_is_disconnected_without_an_answer(daemon: Keyforkd, workdir: Path) -> None:
-    # Let `nobody` reach the socket at all, so that the peer-credential check is what stops it.
-    os.chmod(workdir, 0o755)
-    os.chmod(daemon.socket, 0o666)
-    request = frame.encode(keyfork_ipc.encode_request("m/7366512'/0'"))
+def _in_child(action: Callable[[], bytes]) -> tuple[bytes, int]:
+    """Run `action` in a forked child (it may drop privileges for good) and return what it
+    reported and its exit status; an exception in the child is reported as its repr."""
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:  # child: become nobody, connect, report what came back
+    if pid == 0:
         code = 1
         try:
             os.close(read_end)
-            os.setgid(65534)
-            os.setuid(65534)
-            with util.connect(daemon.socket) as sock:
-                try:
-                    sock.sendall(request)
-                    got = sock.recv(4096)
-                except (ConnectionResetError, BrokenPipeError):
-                    got = b""  # closed with our request unread
-            os.write(write_end, b"EOF" if got == b"" else b"DATA")
+            os.write(write_end, action())
             code = 0
         except BaseException as exc:
             os.write(write_end, repr(exc).encode())
@@ -178,8 +168,29 @@ def test_another_uid_is_disconnected_without_an_answer(daemon: Keyforkd, workdir
     with os.fdopen(read_end, "rb") as pipe:
         outcome = pipe.read()
     _, status = os.waitpid(pid, 0)
+    return outcome, os.WEXITSTATUS(status)
+
+
+def test_another_uid_is_disconnected_without_an_answer(daemon: Keyforkd, workdir: Path) -> None:
+    # Let `nobody` reach the socket at all, so that the peer-credential check is what stops it.
+    os.chmod(workdir, 0o755)
+    os.chmod(daemon.socket, 0o666)
+    request = frame.encode(keyfork_ipc.encode_request("m/7366512'/0'"))
+
+    def as_nobody() -> bytes:  # connect, report what came back
+        os.setgid(65534)
+        os.setuid(65534)
+        with util.connect(daemon.socket) as sock:
+            try:
+                sock.sendall(request)
+                got = sock.recv(4096)
+            except (ConnectionResetError, BrokenPipeError):
+                got = b""  # closed with our request unread
+        return b"EOF" if got == b"" else b"DATA"
+
+    outcome, status = _in_child(as_nobody)
     assert outcome == b"EOF"
-    assert os.WEXITSTATUS(status) == 0
+    assert status == 0
     assert "rejected connection from uid 65534" in daemon.log()
     assert util.derive(daemon.socket)["depth"] == 2  # root is still served
 
@@ -327,22 +338,11 @@ def test_peer_uid_reads_uid_t_as_unsigned() -> None:
     # equal keyforkd's own uid, so such a keyforkd would refuse its own clients).
     from locksmith.personalities.keyforkd_server import peer_uid
     big = 2**31 + 5
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: take the big uid, then read our own credentials off a socketpair
-        code = 1
-        try:
-            os.close(read_end)
-            os.setuid(big)
-            a, b = socket.socketpair()
-            os.write(write_end, str(peer_uid(a)).encode())
-            code = 0
-        except BaseException as exc:
-            os.write(write_end, repr(exc).encode())
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        outcome = pipe.read()
-    os.waitpid(pid, 0)
+
+    def with_big_uid() -> bytes:  # read our own credentials off a socketpair
+        os.setuid(big)
+        a, _ = socket.socketpair()
+        return str(peer_uid(a)).encode()
+
+    outcome, _ = _in_child(with_big_uid)
     assert outcome == str(big).encode()

@@ -103,14 +103,6 @@ def test_the_command_uses_the_resolved_zipapp_or_the_module(tmp_path: Path) -> N
     assert keyforkd_command("-c") == [sys.executable, "-m", "locksmith", "keyforkd"]
 
 
-@pytest.fixture(scope="module")
-def zipapp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist") / "locksmith.pyz"
-    subprocess.run([str(REPO / "build.sh"), str(out)], cwd=REPO, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return out
-
-
 @pytest.mark.slow
 def test_started_from_the_zipapp_it_runs_the_zipapp(zipapp: Path, workdir: Path,
                                                     tmp_path: Path, pids: list[int]) -> None:

@@ -8,15 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-
-
-@pytest.fixture(scope="module")
-def zipapp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist") / "locksmith.pyz"
-    subprocess.run([str(REPO / "build.sh"), str(out)], cwd=REPO, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return out
 
 
 def _run(exe: Path, *args: str, shiv_root: Path) -> subprocess.CompletedProcess[str]:
