@@ -34,7 +34,7 @@ import enum
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from locksmith.core import frame, transport
 from locksmith.core.openpgp.holder_signature import HolderSignatureError, sign_detached_text
@@ -65,6 +65,7 @@ __all__ = [  # everything locksmithd and send-shard need, from one import
 ]
 
 LOG_SIGNATURE_FAILED = "holder signature verification failed: {category}"  # enclave.md §3.2
+_M = TypeVar("_M")  # a parsed message type (`_next_message`)
 NONCE_BYTES = 12  # the CLI's nonce: lowercase hex of 12 CSPRNG bytes (§3, §11 step 4)
 _FRAME_OVERHEAD = frame.HEADER + frame.DIGEST
 
@@ -189,6 +190,17 @@ class _Framed:
             return self._close(ConnectionClosed())
         return payload
 
+    def _next_message(self, cap: int | None, parse: Callable[[bytes], _M]
+                      ) -> _M | Literal[_Sentinel.NEED_DATA] | ProtocolViolation | ConnectionClosed:
+        """The next complete message parsed by `parse`; a peer's mistake closes the session."""
+        payload = self._next_payload(cap)
+        if not isinstance(payload, bytes):
+            return NEED_DATA if payload is None else payload
+        try:
+            return parse(payload)
+        except RemoteProtocolError as exc:
+            return self._close(ProtocolViolation(str(exc)))
+
     def _close(self, event: ProtocolViolation | ConnectionClosed) -> ProtocolViolation | ConnectionClosed:
         self._state = _State.CLOSED
         return event
@@ -234,13 +246,9 @@ class EnclaveSession(_Framed):
         raise LocalProtocolError(f"the session is {self._state.value}")
 
     def _read_nonce(self) -> EnclaveEvent:
-        payload = self._next_payload(MESSAGE1_CAP)
-        if not isinstance(payload, bytes):
-            return NEED_DATA if payload is None else payload
-        try:
-            message = parse_nonce(payload)
-        except RemoteProtocolError as exc:
-            return self._close(ProtocolViolation(str(exc)))
+        message = self._next_message(MESSAGE1_CAP, parse_nonce)
+        if not isinstance(message, NonceMessage):
+            return message
         self._key = transport.EnclaveKey.generate(self._random)  # fresh per connection (§4 1)
         self._state = _State.ATTESTING
         return NonceReceived(message.nonce_bytes, self._key.public_bytes)
@@ -256,13 +264,10 @@ class EnclaveSession(_Framed):
         return data
 
     def _read_submission(self) -> EnclaveEvent:
-        payload = self._next_payload(MESSAGE3_CAP)
-        if not isinstance(payload, bytes):
-            return NEED_DATA if payload is None else payload
-        try:
-            self._submission = parse_submission(payload)  # §7 step 1
-        except RemoteProtocolError as exc:
-            return self._close(ProtocolViolation(str(exc)))
+        message = self._next_message(MESSAGE3_CAP, parse_submission)  # §7 step 1
+        if not isinstance(message, SubmissionMessage):
+            return message
+        self._submission = message
         self._state = _State.VERIFYING
         return SubmissionReceived()
 
@@ -334,13 +339,9 @@ class HolderSession(_Framed):
 
     def next_event(self) -> HolderEvent:
         if self._state is _State.AWAIT_ATTESTATION:
-            payload = self._next_payload(None)
-            if not isinstance(payload, bytes):
-                return NEED_DATA if payload is None else payload
-            try:
-                message = parse_attestation(payload)
-            except RemoteProtocolError as exc:
-                return self._close(ProtocolViolation(str(exc)))
+            message = self._next_message(None, parse_attestation)
+            if not isinstance(message, AttestationMessage):
+                return message
             self._state = _State.READY_TO_SUBMIT
             return AttestationReceived(message.document, self.nonce_bytes)
         if self._state is _State.AWAIT_VERDICT:
