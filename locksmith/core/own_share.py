@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from locksmith.core import shardfile
 from locksmith.core.bundle_checks import CheckedBundle
-from locksmith.core.openpgp.keys import SecretKey
+from locksmith.core.openpgp.keys import DecryptionKey
 from locksmith.core.shardfile import ShardfileError
 
 __all__ = [
@@ -43,7 +43,7 @@ class CheckedShare:
 
 
 def open_own_share(checked: CheckedBundle, holder_index: int,
-                   keys: Sequence[SecretKey]) -> CheckedShare:
+                   keys: Sequence[DecryptionKey]) -> CheckedShare:
     """Decrypt the share of bundle holder `holder_index` with its decryption `keys`.
 
     Raises `ShardfileError` with the formats.md §7.4 text of the first failing check.

@@ -18,7 +18,7 @@ from locksmith.core.openpgp import message, quorumkey, signature, validity
 from locksmith.core.openpgp.armor import armor, dearmor_one
 from locksmith.core.openpgp.certs import Certificate, load_certificates
 from locksmith.core.openpgp.errors import DecryptionError, OpenPGPError
-from locksmith.core.openpgp.keys import SecretKey
+from locksmith.core.openpgp.keys import DecryptionKey
 from locksmith.core.openpgp.packets import PKESK, SEIPD, Packet, parse_packets
 
 INVALID_STRUCTURE = "invalid shardfile packet structure"
@@ -127,7 +127,7 @@ def build(secret: bytes, threshold: int, holders: Sequence[Certificate], *, at: 
 # --- reading (§7.4) --------------------------------------------------------------------------
 
 
-def _decrypt(data: bytes, keys: Sequence[SecretKey]) -> message.Decrypted:
+def _decrypt(data: bytes, keys: Sequence[DecryptionKey]) -> message.Decrypted:
     try:
         return message.decrypt(data, keys)
     except DecryptionError as exc:
@@ -148,11 +148,11 @@ def parse_metadata(body: bytes) -> Metadata:
     return Metadata(body[1], certs[0], tuple(certs[1:]))
 
 
-def decrypt_metadata(shardfile: str | bytes, keys: Sequence[SecretKey]) -> Metadata:
+def decrypt_metadata(shardfile: str | bytes, keys: Sequence[DecryptionKey]) -> Metadata:
     return parse_metadata(_decrypt(split_messages(shardfile)[0], keys).plaintext)
 
 
-def decrypt_own_share(shardfile: str | bytes, keys: Sequence[SecretKey],
+def decrypt_own_share(shardfile: str | bytes, keys: Sequence[DecryptionKey],
                       holder_fingerprint: str) -> OwnShare:
     """Steps 1, 2 and 4–7 of formats.md §7.4 for the holder with `holder_fingerprint`.
 

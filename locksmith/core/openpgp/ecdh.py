@@ -16,7 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from locksmith.core.openpgp.errors import DecryptionError, MessageError, OpenPGPError
-from locksmith.core.openpgp.keys import ECDH, PublicKey, SecretKey, encode_mpi, read_mpi
+from locksmith.core.openpgp.keys import (
+    ECDH, DecryptionKey, DelegatedKey, PublicKey, encode_mpi, read_mpi,
+)
 
 __all__ = ["kdf", "encrypt_block", "decrypt_block"]
 
@@ -90,8 +92,8 @@ def encrypt_block(recipient: PublicKey, block: bytes, *, urandom: Random = os.ur
     return encode_mpi(point) + bytes([len(wrapped)]) + wrapped
 
 
-def decrypt_block(secret: SecretKey, fields: bytes) -> bytes:
-    """Inverse of `encrypt_block` with the recipient's secret key; returns the unpadded block."""
+def decrypt_block(secret: DecryptionKey, fields: bytes) -> bytes:
+    """Inverse of `encrypt_block` with the recipient's key; returns the unpadded block."""
     try:
         point, pos = read_mpi(fields, 0)
     except OpenPGPError as exc:
@@ -99,15 +101,41 @@ def decrypt_block(secret: SecretKey, fields: bytes) -> bytes:
     if pos >= len(fields) or pos + 1 + fields[pos] != len(fields):
         raise MessageError("malformed ECDH session key fields")
     wrapped = fields[pos + 1 :]
-    private = secret.private
+    if len(wrapped) < 24 or len(wrapped) % 8:
+        raise MessageError("malformed ECDH wrapped session key")
+    shared = _shared_secret(secret, point)
     try:
-        if isinstance(private, x25519.X25519PrivateKey):
+        padded = aes_key_unwrap(kdf(secret.public, shared), wrapped)
+    except InvalidUnwrap as exc:
+        raise DecryptionError("selected key cannot decrypt this message") from exc
+    return _unpad(padded)
+
+
+def _shared_secret(secret: DecryptionKey, point: bytes) -> bytes:
+    """ECDH with the ephemeral `point`, in software or on the key's device.
+
+    The point is checked before a device sees it, so a malformed message never costs a card
+    operation (or a touch); an all-zero result (a low-order point) opens nothing.
+    """
+    public = secret.public.crypto_key()
+    try:
+        if isinstance(public, x25519.X25519PublicKey):
             if len(point) != 33 or point[0] != 0x40:
                 raise MessageError("malformed Curve25519 ephemeral point")
-            shared = private.exchange(x25519.X25519PublicKey.from_public_bytes(point[1:]))
-        elif isinstance(private, ec.EllipticCurvePrivateKey):
-            eph = ec.EllipticCurvePublicKey.from_encoded_point(private.curve, point)
-            shared = private.exchange(ec.ECDH(), eph)
+            if isinstance(secret, DelegatedKey):
+                shared = secret.operations.agree(point[1:])
+            elif isinstance(secret.private, x25519.X25519PrivateKey):
+                shared = secret.private.exchange(x25519.X25519PublicKey.from_public_bytes(point[1:]))
+            else:
+                raise MessageError("not an ECDH key")
+        elif isinstance(public, ec.EllipticCurvePublicKey):
+            eph = ec.EllipticCurvePublicKey.from_encoded_point(public.curve, point)
+            if isinstance(secret, DelegatedKey):
+                shared = secret.operations.agree(point)
+            elif isinstance(secret.private, ec.EllipticCurvePrivateKey):
+                shared = secret.private.exchange(ec.ECDH(), eph)
+            else:
+                raise MessageError("not an ECDH key")
         else:
             raise MessageError("not an ECDH key")
     except ValueError as exc:
@@ -115,10 +143,6 @@ def decrypt_block(secret: SecretKey, fields: bytes) -> bytes:
             raise
         # Invalid or low-order ephemeral point: no session key can come out of it.
         raise DecryptionError("selected key cannot decrypt this message") from exc
-    if len(wrapped) < 24 or len(wrapped) % 8:
-        raise MessageError("malformed ECDH wrapped session key")
-    try:
-        padded = aes_key_unwrap(kdf(secret.public, shared), wrapped)
-    except InvalidUnwrap as exc:
-        raise DecryptionError("selected key cannot decrypt this message") from exc
-    return _unpad(padded)
+    if not any(shared):
+        raise DecryptionError("selected key cannot decrypt this message")
+    return shared

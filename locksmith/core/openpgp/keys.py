@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Protocol, Union
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
 
@@ -218,6 +218,37 @@ class SecretKey:
         mpis = self.secret_mpis()
         checksum = (sum(mpis) & 0xFFFF).to_bytes(2, "big")
         return self.public.body + b"\x00" + mpis + checksum
+
+
+class KeyOperations(Protocol):
+    """The private-key operations of a key held elsewhere, such as an OpenPGP smart card.
+
+    Decryption needs nothing else from a private key, so a card key takes part in the same
+    trial-decryption code as a software key. An implementation raises `DecryptionError` when
+    the device says the input does not decrypt with this key ("not this key"), and its own
+    error types for everything else (a removed card is not a wrong key).
+    """
+
+    def agree(self, ephemeral: bytes) -> bytes:
+        """ECDH with the sender's ephemeral public key: the native 32-byte key for Curve25519,
+        `04 ‖ x ‖ y` for NIST curves. Returns the shared secret (X25519 output, or x)."""
+        ...
+
+    def decrypt_rsa(self, ciphertext: bytes) -> bytes:
+        """PKCS#1 v1.5 decryption of a modulus-sized ciphertext: the unpadded block."""
+        ...
+
+
+@dataclass(frozen=True)
+class DelegatedKey:
+    """A public key whose private operations are delegated (`KeyOperations`), e.g. to a card."""
+
+    public: PublicKey
+    operations: KeyOperations = field(repr=False, compare=False)
+
+
+DecryptionKey = Union[SecretKey, DelegatedKey]
+"""What trial decryption accepts: a software key or a delegated (card) key."""
 
 
 def private_key_from_mpis(public: PublicKey, mpis: bytes) -> PrivateKeyObject:

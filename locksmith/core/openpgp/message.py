@@ -31,7 +31,7 @@ from locksmith.core.openpgp.armor import dearmor_one, is_armored
 from locksmith.core.openpgp.errors import (
     DecryptionError, MessageError, OpenPGPError, PacketError,
 )
-from locksmith.core.openpgp.keys import PublicKey, SecretKey
+from locksmith.core.openpgp.keys import DecryptionKey, PublicKey, SecretKey
 from locksmith.core.openpgp.packets import (
     AEAD, COMPRESSED, LITERAL, MARKER, ONE_PASS_SIGNATURE, PADDING, PKESK, SEIPD, SIGNATURE,
     SYMMETRIC_NO_MDC, Packet, encode_packet, parse_packets,
@@ -76,7 +76,7 @@ class Decrypted:
     """
 
     plaintext: bytes = field(repr=False)
-    key: SecretKey = field(repr=False)
+    key: DecryptionKey = field(repr=False)
     one_pass_packets: tuple[bytes, ...] = field(default=(), repr=False)
     signature_packets: tuple[bytes, ...] = field(default=(), repr=False)
 
@@ -140,7 +140,7 @@ def encrypt(plaintext: bytes, recipients: Sequence[PublicKey], *, wildcard: bool
 # --- reading -----------------------------------------------------------------------------
 
 
-def decrypt(message: bytes | str, keys: Sequence[SecretKey], *,
+def decrypt(message: bytes | str, keys: Sequence[DecryptionKey], *,
             max_size: int = MAX_SIZE) -> Decrypted:
     """Decrypt one message with the first of `keys` that works (formats.md §7.4 trial rule).
 

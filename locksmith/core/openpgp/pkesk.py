@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from locksmith.core.openpgp import ecdh
 from locksmith.core.openpgp.errors import DecryptionError, MessageError, OpenPGPError
 from locksmith.core.openpgp.keys import (
-    ECDH, RSA_ENCRYPT_ONLY, RSA_ENCRYPT_SIGN, PublicKey, SecretKey, encode_mpi, read_mpi,
+    ECDH, RSA_ENCRYPT_ONLY, RSA_ENCRYPT_SIGN, DecryptionKey, DelegatedKey, PublicKey, encode_mpi,
+    read_mpi,
 )
 from locksmith.core.openpgp.packets import PKESK as PKESK_TAG
 from locksmith.core.openpgp.packets import encode_packet
@@ -115,24 +116,30 @@ def build(recipient: PublicKey, cipher: int, key: bytes, *, wildcard: bool = Fal
     return PKESK(WILDCARD if wildcard else recipient.key_id, recipient.algorithm, fields)
 
 
-def unwrap(pkesk: PKESK, secret: SecretKey) -> tuple[int, bytes]:
+def unwrap(pkesk: PKESK, secret: DecryptionKey) -> tuple[int, bytes]:
     """The (cipher, session key) that `pkesk` carries for `secret`; `DecryptionError` if none."""
     if not compatible(pkesk, secret.public):
         raise DecryptionError(_CANNOT)
-    private = secret.private
     if pkesk.algorithm == ECDH:
         return parse_session_block(ecdh.decrypt_block(secret, pkesk.fields))
-    if not isinstance(private, rsa.RSAPrivateKey):
+    public = secret.public.crypto_key()
+    if not isinstance(public, rsa.RSAPublicKey):
         raise DecryptionError(_CANNOT)
     try:
         value, end = read_mpi(pkesk.fields, 0)
     except OpenPGPError as exc:
         raise MessageError("malformed RSA session key fields") from exc
-    size = (private.key_size + 7) // 8
+    size = (public.key_size + 7) // 8
     if end != len(pkesk.fields) or len(value) > size:
         raise MessageError("malformed RSA session key fields")
-    try:
-        block = private.decrypt(value.rjust(size, b"\x00"), padding.PKCS1v15())
-    except ValueError as exc:
-        raise DecryptionError(_CANNOT) from exc
+    ciphertext = value.rjust(size, b"\x00")
+    if isinstance(secret, DelegatedKey):
+        block = secret.operations.decrypt_rsa(ciphertext)
+    elif isinstance(secret.private, rsa.RSAPrivateKey):
+        try:
+            block = secret.private.decrypt(ciphertext, padding.PKCS1v15())
+        except ValueError as exc:
+            raise DecryptionError(_CANNOT) from exc
+    else:
+        raise DecryptionError(_CANNOT)
     return parse_session_block(block)
