@@ -18,6 +18,7 @@ from tests.oracles import ED25519_HOLDER, P256_HOLDER, RSA_HOLDER, GpgKey, make_
 
 if TYPE_CHECKING:
     from tests.locksmithd_kit import Daemons, Sim
+    from tests.unlock_kit import World
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LOCKSMITH_SHARED", REPO.parent / "shared"))
@@ -76,6 +77,13 @@ def daemons(tmp_path: Path) -> Iterator[Daemons]:
     """Starts locksmithd processes for a test and cleans every one (and its keyforkd) up."""
     from tests.locksmithd_kit import daemons_in
     yield from daemons_in(tmp_path)
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    """The product as separate processes on loopback (tests/unlock_kit.py), cleaned up after."""
+    from tests.unlock_kit import world_in
+    yield from world_in()
 
 
 @pytest.fixture(scope="session")
