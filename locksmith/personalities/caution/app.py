@@ -58,6 +58,10 @@ def build_app() -> typer.core.TyperGroup:
     from locksmith.personalities.caution.attestation import attestation_app
 
     app.add_typer(attestation_app, name="attestation", help="Verify or simulate Nitro attestations.")
+
+    from locksmith.personalities.caution.card.status import card_app
+
+    app.add_typer(card_app, name="card", help="OpenPGP smart cards: what the readers hold.")
     command = typer.main.get_command(app)
     assert isinstance(command, typer.core.TyperGroup)
     return command

@@ -42,7 +42,7 @@ class UnlockedHolder:
 
     fingerprint: str
     share: own_share.CheckedShare
-    signing_key: SecretKey
+    sign: SecretKey
 
 
 def read_keyring(path: Path) -> PrivateKeyring:

@@ -14,35 +14,36 @@ Keymaker proof and the live document, and debug (all-zero PCR) enclaves need
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from locksmith.core.attestation import TrustAnchor
 from locksmith.core.bundle import BundleV1
 from locksmith.core.pcr_policy import TrustedHashes, TrustedHashesError, is_debug_pcrs
-from locksmith.core.protocol import submission_bundle_hash
+from locksmith.core.openpgp.keys import SecretKey
+from locksmith.core.protocol import Signer, submission_bundle_hash
 from locksmith.personalities.caution import ui
 from locksmith.personalities.caution.attestation import load_trust_root, pcr_options
 from locksmith.personalities.caution.bundles import (
     DEFAULT_BUNDLE, POLICY_OPTION, ProofOptions, load_bundle,
 )
-from locksmith.personalities.caution.holder_keyring import UnlockedHolder, unlock_holder
+from locksmith.personalities.caution.holder_keyring import unlock_holder
 from locksmith.personalities.caution.shard_client import (
     DEFAULT_VERDICT_TIMEOUT, Address, Expectations, Submission, parse_address, send_share,
 )
 from locksmith.personalities.caution.ui import CliError, UsageError
+
+if TYPE_CHECKING:
+    from locksmith.personalities.caution.card.pcsc import Context
 
 DEFAULT_TRUSTED_HASHES = Path(".caution/trusted_hashes.json")
 NO_PCRS = ("No trusted PCR values: pass --pcr0/--pcr1/--pcr2 or create "
            ".caution/trusted_hashes.json")
 DEBUG_PCRS = ("the expected PCRs are all zero (a debug-mode enclave); pass "
               "--allow-debug-enclave for development")
-SMARTCARD_UNAVAILABLE = ("smart-card support is not available in this build; use --keyring or "
-                         "install with make install-cli-untrusted")
-SMARTCARD_NOT_IMPLEMENTED = ("sending a shard from a smart card is not implemented in this "
-                             "version; use --keyring")
 MAX_TRUST_FILE = 1024 * 1024
 
 
@@ -89,22 +90,28 @@ def send_shard(
     if is_debug_pcrs(pcrs) and not allow_debug_enclave:
         raise CliError(DEBUG_PCRS)
     anchor = _trust_root(trust_root, warned=isinstance(checked.bundle, BundleV1))
-    # 3. holder, keys and share, before connecting
-    if keyring is None:
-        unlocked = _smart_card()
-    else:
-        if pin_file is not None:
-            ui.warn("--pin-file is used only with a smart card; ignored with --keyring")
-        unlocked = unlock_holder(checked, keyring, holder, int(time.time()))
-    # 4–8. the enclave
-    try:
-        submission = Submission(unlocked.share, submission_bundle_hash(checked.bundle),
-                                unlocked.signing_key)
-        remaining = send_share(target, submission,
-                               Expectations(pcrs, anchor, allow_debug_enclave),
-                               verdict_timeout=timeout)
-    finally:
-        unlocked.share.wipe()
+    # 3. holder, keys and share, before connecting; a card stays connected (and its PIN
+    #    verified) until the exchange is over, then is reset
+    sign: Signer | SecretKey
+    with ExitStack() as stack:
+        if keyring is None:
+            from locksmith.personalities.caution.card.holder import unlock_card_holder
+            context = stack.enter_context(_pcsc_context())
+            card = unlock_card_holder(context, checked, holder, pin_file, int(time.time()))
+            share, sign = card.share, card.sign
+        else:
+            if pin_file is not None:
+                ui.warn("--pin-file is used only with a smart card; ignored with --keyring")
+            unlocked = unlock_holder(checked, keyring, holder, int(time.time()))
+            share, sign = unlocked.share, unlocked.sign
+        # 4–8. the enclave
+        try:
+            submission = Submission(share, submission_bundle_hash(checked.bundle), sign)
+            remaining = send_share(target, submission,
+                                   Expectations(pcrs, anchor, allow_debug_enclave),
+                                   verdict_timeout=timeout)
+        finally:
+            share.wipe()
     ui.info(f"Shard accepted, {remaining} remaining shards until reconstitution")
 
 
@@ -157,11 +164,10 @@ def _trust_root(path: Optional[Path], *, warned: bool) -> TrustAnchor | None:
         raise CliError(f"invalid trust root {path}", [str(exc)]) from None
 
 
-def _smart_card() -> UnlockedHolder:
-    """cli.md §5.3. The card path needs pyscard (the `card` extra), which the reproducible
-    zipapp does not include."""
+def _pcsc_context() -> Context:
+    """The PC/SC context of the card path (cli.md §5.3); pyscard is imported only here."""
+    from locksmith.personalities.caution.card.pcsc import Context, PcscError
     try:
-        import smartcard  # noqa: F401
-    except ImportError:
-        raise CliError(SMARTCARD_UNAVAILABLE) from None
-    raise CliError(SMARTCARD_NOT_IMPLEMENTED)
+        return Context()
+    except PcscError as exc:
+        raise CliError(str(exc)) from None
