@@ -8,9 +8,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_STAMP := .apt-installed
-APT_PACKAGES := gnupg sq procps
+# Debian packages: the GnuPG and Sequoia interop oracles (gnupg, sq; procps for pkill); the
+# smart-card test stack (pcscd, the vsmartcard-vpcd virtual reader, GnuPG's scdaemon); and what pip
+# needs to compile pyscard, which has no Linux wheel (swig, libpcsclite-dev, gcc, pkg-config).
+APT_PACKAGES := gnupg sq procps pcscd vsmartcard-vpcd scdaemon libpcsclite-dev swig gcc pkg-config
+# pyscard also needs $(PYTHON)'s C headers, and the venv step its venv module: Debian's own python3
+# (3.11 on Debian 12) has them in packages; another build of Python (pyenv's) brings both.
+# Without any python3 yet, Debian's is installed (PYTHON is looked up again afterwards).
+PYTHON_EXE = $(if $(PYTHON),$(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null))
+PYTHON_APT_PACKAGES = $(if $(PYTHON),$(if $(filter /usr/bin/% /bin/%,$(PYTHON_EXE)),python3-dev python3-venv),python3 python3-dev python3-venv)
+# `make install-cli` / `make install-cli-untrusted` (cli.md §9, install-cli.sh) install `caution` here.
+CLI_INSTALL_DIR ?= $(HOME)/.local/bin
+CLI_UNTRUSTED_INSTALL_DIR ?= $(HOME)/.local/bin
 
-.PHONY: test demo build apt venv lint typecheck unit clean bench
+.PHONY: test demo build apt venv lint typecheck unit clean bench install-cli install-cli-untrusted
 
 test: apt venv lint typecheck unit
 
@@ -35,30 +46,52 @@ demo: apt venv build
 bench: venv build
 	$(PY) bench/run.py
 
-# System packages: the GnuPG and Sequoia interop oracles. Installed only when we are root and
-# apt exists; otherwise we check that the tools are there and say what is missing.
+# System packages (APT_PACKAGES above). As root with apt, the missing ones are installed; otherwise
+# the missing ones are named (dpkg), or on a system without dpkg the missing tools. The stamp
+# depends on this Makefile so that a package added here is installed on the next run.
 apt: $(APT_STAMP)
-$(APT_STAMP):
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+$(APT_STAMP): Makefile
+	@packages="$(APT_PACKAGES) $(PYTHON_APT_PACKAGES)"; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    missing=""; for p in $$packages; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	    if [ -n "$$missing" ]; then \
+	        echo "installing Debian packages:$$missing" >&2; \
 	        export DEBIAN_FRONTEND=noninteractive; \
 	        apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
 	    fi; \
+	elif command -v dpkg >/dev/null; then \
+	    missing=""; for p in $$packages; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	    if [ -n "$$missing" ]; then \
+	        echo "missing Debian packages:$$missing (run make as root, or: sudo apt-get install$$missing)" >&2; exit 1; \
+	    fi; \
 	else \
-	    for t in gpg sq pkill; do command -v $$t >/dev/null || { echo "missing $$t: install Debian packages: $(APT_PACKAGES)" >&2; exit 1; }; done; \
+	    missing=""; for t in gpg sq pkill pcscd scdaemon swig gcc pkg-config; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	    pkg-config --exists libpcsclite 2>/dev/null || missing="$$missing libpcsclite(headers)"; \
+	    if [ -n "$$missing" ]; then \
+	        echo "missing:$$missing (the Debian packages are: $$packages)" >&2; exit 1; \
+	    fi; \
 	fi
 	@touch $@
 
 venv: $(STAMP)
-$(STAMP): pyproject.toml constraints.txt
+# After the apt step (order-only: a newer apt stamp alone does not reinstall the venv): pip compiles
+# pyscard (the `card` extra) from source with the packages it installs.
+$(STAMP): pyproject.toml constraints.txt | $(APT_STAMP)
 	@test -n "$(PYTHON)" || { echo "python3.11 not found" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || \
 	    { echo "Python 3.11 is required (PGPy does not import on 3.13); found $$($(PYTHON) --version)" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,card]'
 	@touch $@
+
+# The holder CLI as `caution` (cli.md §9; README "Installing the holder CLI"). Neither needs the
+# apt step or the venv: install-cli.sh checks what it needs and builds in a throw-away venv.
+install-cli:
+	@PYTHON="$(PYTHON)" ./install-cli.sh reproducible "$(CLI_INSTALL_DIR)"
+
+install-cli-untrusted:
+	@PYTHON="$(PYTHON)" ./install-cli.sh untrusted "$(CLI_UNTRUSTED_INSTALL_DIR)"
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info $(APT_STAMP)
