@@ -23,6 +23,9 @@ PW1_SIGN = 0x81
 PW1 = 0x82
 PW3 = 0x83
 RESETTING_CODE = 0x85
+# The largest count RFC 4880's one-octet coding can express (GnuPG writes counts it can code).
+# A card asking for more would make every PIN entry hash up to 4 GiB: refused, not obeyed.
+MAX_S2K_COUNT = 65011712
 
 
 @dataclass(frozen=True)
@@ -117,4 +120,7 @@ def hash_pin(kdf: KdfDo | None, pin: bytes, reference: int) -> bytes:
     if not salt or kdf.iterations is None:
         raise MalformedResponse(f"the card's KDF-DO has no salt for PIN reference "
                                 f"{reference:#04x}")
+    if kdf.iterations > MAX_S2K_COUNT:
+        raise UnsupportedFeature(f"the card's PIN KDF count {kdf.iterations} exceeds "
+                                 f"{MAX_S2K_COUNT}")
     return iterated_salted_s2k(hash_name, salt, pin, kdf.iterations)

@@ -145,6 +145,12 @@ def test_unknown_kdf_algorithms_and_hashes_are_refused_never_sent_raw() -> None:
         hash_pin(KdfDo.parse(kdf_do(hash_id=0x02)), b"123456", PW1)
 
 
+def test_a_count_beyond_what_openpgp_can_code_is_refused_not_hashed() -> None:
+    with pytest.raises(UnsupportedFeature, match="exceeds 65011712"):
+        hash_pin(KdfDo.parse(kdf_do(count=0xFFFFFFFF)), b"123456", PW1)
+    assert len(hash_pin(KdfDo.parse(kdf_do(count=65011712)), b"123456", PW1)) == 32
+
+
 def test_an_unknown_pin_reference_is_a_local_error() -> None:
     with pytest.raises(LocalError):
         hash_pin(None, b"123456", 0x84)
