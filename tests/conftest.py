@@ -93,3 +93,8 @@ def zipapp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([str(REPO / "build.sh"), str(out)], cwd=REPO, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return out
+
+
+# --- virtual smart cards: private pcscd + vpcd + jcecard (tests/cardkit) ---------------------
+from tests.cardkit.fixtures import card_stack, virtual_card, virtual_cards  # noqa: E402, F401
+# --- end of virtual smart cards ----------------------------------------------------------------
