@@ -50,7 +50,8 @@ def open_own_share(checked: CheckedBundle, holder_index: int,
     """
     fingerprint = checked.holders[holder_index].fingerprint
     try:
-        own = shardfile.decrypt_own_share(checked.bundle.shardfile, keys, fingerprint)
+        own = shardfile.decrypt_own_share(checked.bundle.shardfile, keys, fingerprint,
+                                          holder_index)
     except ShardfileError as exc:
         if str(exc) == shardfile.NOT_A_HOLDER and checked.threshold is not None:
             # Step 3 precedes step 4: a bundle holder missing from the metadata is a metadata

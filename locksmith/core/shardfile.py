@@ -127,9 +127,10 @@ def build(secret: bytes, threshold: int, holders: Sequence[Certificate], *, at: 
 # --- reading (§7.4) --------------------------------------------------------------------------
 
 
-def _decrypt(data: bytes, keys: Sequence[DecryptionKey]) -> message.Decrypted:
+def _decrypt(data: bytes, keys: Sequence[DecryptionKey],
+             likely_recipient: int | None = None) -> message.Decrypted:
     try:
-        return message.decrypt(data, keys)
+        return message.decrypt(data, keys, likely_recipient=likely_recipient)
     except DecryptionError as exc:
         raise ShardfileError(CANNOT_DECRYPT) from exc
     except OpenPGPError as exc:
@@ -153,14 +154,16 @@ def decrypt_metadata(shardfile: str | bytes, keys: Sequence[DecryptionKey]) -> M
 
 
 def decrypt_own_share(shardfile: str | bytes, keys: Sequence[DecryptionKey],
-                      holder_fingerprint: str) -> OwnShare:
+                      holder_fingerprint: str, holder_index: int | None = None) -> OwnShare:
     """Steps 1, 2 and 4–7 of formats.md §7.4 for the holder with `holder_fingerprint`.
 
     Step 3 (metadata against the bundle) belongs to the bundle layer, which knows the
     generation; `OwnShare.metadata` carries what it needs.
     """
     messages = split_messages(shardfile)
-    metadata = parse_metadata(_decrypt(messages[0], keys).plaintext)
+    # The metadata is sealed to every holder's keys in holder order (§7.5): a holder with one
+    # storage key finds its PKESK at its own index, and a card then needs a single operation.
+    metadata = parse_metadata(_decrypt(messages[0], keys, holder_index).plaintext)
     fingerprints = metadata.holder_fingerprints
     if holder_fingerprint not in fingerprints:
         raise ShardfileError(NOT_A_HOLDER)

@@ -141,13 +141,17 @@ def encrypt(plaintext: bytes, recipients: Sequence[PublicKey], *, wildcard: bool
 
 
 def decrypt(message: bytes | str, keys: Sequence[DecryptionKey], *,
-            max_size: int = MAX_SIZE) -> Decrypted:
+            max_size: int = MAX_SIZE, likely_recipient: int | None = None) -> Decrypted:
     """Decrypt one message with the first of `keys` that works (formats.md §7.4 trial rule).
 
     Every PKESK is tried with every compatible key (its own key for a real key ID; each key of
     the algorithm for a wildcard); the first session key whose SEIPD has a valid MDC wins.
+    `likely_recipient` (a PKESK position) is tried first: with wildcard recipients each try
+    is a private-key operation, which on a smart card may each wait for a touch.
     """
     esks, data = _structure(message)
+    if likely_recipient is not None and 0 <= likely_recipient < len(esks):
+        esks.insert(0, esks.pop(likely_recipient))
     attempted = False
     unsupported: UnsupportedMessage | None = None
     seen: set[tuple[int, bytes]] = set()

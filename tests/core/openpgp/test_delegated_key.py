@@ -108,3 +108,22 @@ def test_an_rsa_card_receives_a_modulus_sized_ciphertext() -> None:
     sealed = message.encrypt(PLAINTEXT, [RSA_KEY.public])
     message.decrypt(sealed, [DelegatedKey(RSA_KEY.public, device)])
     assert len(device.calls[0]) == 256  # leading zero octets of the MPI restored
+
+
+def test_the_likely_recipient_is_tried_first_so_a_card_is_asked_once() -> None:
+    others = [k.public for k in X25519_KEYS[1:4]]
+    mine = X25519_KEYS[0]
+    sealed = message.encrypt(PLAINTEXT, [*others, mine.public], wildcard=True)
+    device = SoftwareDevice(mine)
+    opened = message.decrypt(sealed, [DelegatedKey(mine.public, device)], likely_recipient=3)
+    assert opened.plaintext == PLAINTEXT and len(device.calls) == 1
+
+
+@pytest.mark.parametrize("hint", [0, 7, -1])
+def test_a_wrong_or_impossible_likely_recipient_still_finds_the_key(hint: int) -> None:
+    others = [k.public for k in X25519_KEYS[1:4]]
+    mine = X25519_KEYS[0]
+    sealed = message.encrypt(PLAINTEXT, [*others, mine.public], wildcard=True)
+    opened = message.decrypt(sealed, [DelegatedKey(mine.public, SoftwareDevice(mine))],
+                             likely_recipient=hint)
+    assert opened.plaintext == PLAINTEXT
