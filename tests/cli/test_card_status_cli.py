@@ -101,3 +101,15 @@ def test_card_status_without_a_pcsc_service_says_so(
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
         "error: no PC/SC service is running (start pcscd, the PC/SC daemon)")
+
+
+def test_the_key_file_path_never_imports_pyscard(tmp_path: Path) -> None:
+    """pyscard is the card path's only: a CLI without it (make install-cli) does everything else."""
+    probe = ("import sys; from locksmith.__main__ import run; "
+             "code = run(['caution', 'secret', 'keygen', sys.argv[1], '--name', 'A', '--email', "
+             "'a@example.org', '--shoot-self-in-foot']); "
+             "run(['caution', 'secret', 'inspect', sys.argv[2]]); "
+             "print(code, 'smartcard' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "a.asc"), BUNDLE],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["0", "False"], result.stderr
