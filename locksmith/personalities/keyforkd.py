@@ -22,6 +22,7 @@ import stat
 import sys
 
 from locksmith.core import bip39, keyfork_ipc, slip10
+from locksmith.personalities.argparsing import add_version
 from locksmith.personalities.hardening import disable_core_dumps
 from locksmith.personalities.keyforkd_server import KeyforkServer, MasterNode
 
@@ -60,7 +61,8 @@ def log(text: str) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keyforkd", description="Serve key derivations from the master secret on a Unix "
-        "socket (enclave.md §4).")
+        "socket, for locksmith-oneshot and the application.")
+    add_version(parser)
     parser.add_argument("--socket", metavar="PATH", help="socket path (default: "
                         "KEYFORKD_SOCKET_PATH, $XDG_RUNTIME_DIR/keyforkd/keyforkd.sock, "
                         "/keyforkd.sock)")

@@ -27,6 +27,7 @@ from locksmith.core.openpgp import message, quorumkey
 from locksmith.core.openpgp.errors import OpenPGPError
 from locksmith.core.openpgp.keys import SecretKey
 from locksmith.core.shellquote import ExportError, check_name, check_value, render_exports
+from locksmith.personalities.argparsing import add_version
 
 __all__ = ["main"]
 
@@ -48,7 +49,8 @@ def say(text: str) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Decrypt the secrets with the quorum key held by keyforkd and "
-        "print `export NAME='value'` lines for the boot script (enclave.md §5).")
+        "print `export NAME='value'` lines for the boot script.")
+    add_version(parser)
     parser.add_argument("--secrets-dir", metavar="DIR",
                         help=f"directory of NAME.asc files (env LOCKSMITH_SECRETS_DIR, "
                         f"default {DEFAULT_SECRETS_DIR})")

@@ -30,6 +30,7 @@ def build_app() -> typer.core.TyperGroup:
         add_completion=False,
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
     )
 
     @app.callback()

@@ -159,7 +159,7 @@ def verify_command(
         False, "--allow-debug-enclave", help="Accept all-zero PCR0-2 (debug-mode enclaves)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON object on stdout."),
 ) -> None:
-    """Verify a Nitro attestation document (attestation.md §3)."""
+    """Verify an AWS Nitro attestation document: signature, certificate chain, PCRs, nonce."""
     # Usage errors (exit 2) first; they print no JSON.
     if at is not None and now:
         raise UsageError("--at and --now cannot be used together")
@@ -267,9 +267,12 @@ def simulate_command(
     pcr0: Optional[str] = typer.Option(None, "--pcr0", metavar="HEX", help="Report this PCR0."),
     pcr1: Optional[str] = typer.Option(None, "--pcr1", metavar="HEX", help="Report this PCR1."),
     pcr2: Optional[str] = typer.Option(None, "--pcr2", metavar="HEX", help="Report this PCR2."),
-    user_data: Optional[str] = typer.Option(None, "--user-data", metavar="HEX"),
-    nonce: Optional[str] = typer.Option(None, "--nonce", metavar="HEX"),
-    public_key: Optional[str] = typer.Option(None, "--public-key", metavar="HEX"),
+    user_data: Optional[str] = typer.Option(None, "--user-data", metavar="HEX",
+                                            help="Put these bytes in the user_data field."),
+    nonce: Optional[str] = typer.Option(None, "--nonce", metavar="HEX",
+                                        help="Put these bytes in the nonce field."),
+    public_key: Optional[str] = typer.Option(None, "--public-key", metavar="HEX",
+                                             help="Put these bytes in the public_key field."),
 ) -> None:
     """Write a simulated attestation document (raw CBOR) to stdout, for development."""
     from locksmith.core.nsm_simulated import SimulatedNsm

@@ -47,10 +47,10 @@ def run(argv: list[str], env: Mapping[str, str] | None = None) -> int:
     try:
         settings = cfg.resolve(argv, environment)
     except cfg.UsageError as exc:
-        print(f"keymaker: {exc}", file=sys.stderr)
+        print(f"keymaker: error: {exc}", file=sys.stderr)
         return 2
     except cfg.StartupError as exc:
-        print(f"keymaker: {exc}", file=sys.stderr)
+        print(f"keymaker: error: {exc}", file=sys.stderr)
         return 1
     try:  # refusals are printed before logging is set up, so they never depend on it
         warnings = cfg.check_environment(settings, environment)
@@ -58,10 +58,10 @@ def run(argv: list[str], env: Mapping[str, str] | None = None) -> int:
             warnings.append(settings.nsm.warning)
         nsm = settings.nsm.open()
     except cfg.StartupError as exc:
-        print(f"keymaker: {exc}", file=sys.stderr)
+        print(f"keymaker: error: {exc}", file=sys.stderr)
         return 1
     except NsmError as exc:
-        print(f"keymaker: cannot open the NSM: {exc}", file=sys.stderr)
+        print(f"keymaker: error: cannot open the NSM: {exc}", file=sys.stderr)
         return 1
     _configure_logging()
     for warning in warnings:

@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from locksmith.core.nsm import DEVICE_PATH, NsmChoice, NsmUsageError, resolve_nsm
 from locksmith.core.openpgp import quorumkey
+from locksmith.personalities.argparsing import add_version
 
 DEFAULT_LISTEN = "0.0.0.0:8080"
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
@@ -52,6 +53,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> _Parser:
     parser = _Parser(prog="keymaker", description="Keymaker: quorum generation over HTTP.")
+    add_version(parser)
     parser.add_argument("--listen", metavar="HOST:PORT",
                         help=f"listen address (env KEYMAKER_LISTEN_ADDR, default {DEFAULT_LISTEN})")
     parser.add_argument("--nsm", choices=("device", "simulated", "none"),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from locksmith.core import keyfork_ipc
 from locksmith.core.nsm import NsmChoice, NsmUsageError, resolve_nsm
+from locksmith.personalities.argparsing import add_version
 
 __all__ = [
     "ListenAddress", "Options", "UsageError", "parse_listen", "parse_options", "usage",
@@ -71,7 +72,8 @@ class Options:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="locksmithd", description="Collect the holders' shares on TCP 49504, recover the "
-        "master secret and hand it to keyforkd (enclave.md §3).")
+        "master secret and hand it to keyforkd.")
+    add_version(parser)
     parser.add_argument("--bundle", metavar="FILE",
                         help=f"quorum bundle (env LOCKSMITH_BUNDLE, default {DEFAULT_BUNDLE})")
     parser.add_argument("--keymaker-pcr-policy", metavar="FILE",
