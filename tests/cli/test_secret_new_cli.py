@@ -154,9 +154,11 @@ def test_a_proof_from_an_untrusted_root_is_refused_and_nothing_is_saved(
     result = new(capsys, repo, str(_keyring(tmp_path, holders[0].public)),
                  "--keymaker-pcr-policy", str(nsm_dir / "keymaker-pcr-policy.json"))
     assert result.code == 1
-    assert result.err.splitlines()[-1] == (
+    assert result.err.splitlines()[-2:] == [
         "error: keymaker necroproof did not match any PCR set valid at the necroproof timestamp "
-        "(1 attempts): set 0: certificate chain does not lead to the trusted root")
+        "(1 attempts): set 0: certificate chain does not lead to the trusted root",
+        "  caused by: this document comes from a simulated (development) NSM: pass --trust-root "
+        "<its NSM directory>/root.pem to trust that root"]
     assert not (repo / ".caution").exists()
 
 
@@ -166,8 +168,29 @@ def test_outside_a_repository_the_bundle_goes_to_stdout(
     result = new(capsys, tmp_path, str(_keyring(tmp_path, *(h.public for h in holders[:2]))),
                  "--threshold", "1", "--max", "2", *_trusted(nsm_dir))
     assert result.code == 0, result.err
-    assert "Warning: not in a Caution repository, outputting bundle to stdout" in result.err
+    said = result.err.splitlines()
+    warning = said.index("Warning: not in a Caution repository, outputting bundle to stdout")
+    assert said[warning + 1].startswith("A Caution repository has a Procfile, caution.hcl or "
+                                        ".caution/deployment.json")
+    assert "--output FILE" in said[warning + 1] and ".caution/quorum-bundle.json" in said[warning + 1]
     assert BundleV1.from_json(result.out).data.max == 2
+
+
+def test_an_unreachable_keymaker_is_named_with_its_url(
+        capsys: Capsys, tmp_path: Path, holders: list[Holder],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("KEYMAKER_URL", f"http://127.0.0.1:{port}")
+    result = new(capsys, _repo(tmp_path), str(_keyring(tmp_path, holders[0].public)),
+                 "--format", "v0")
+    assert result.code == 1
+    said = result.err.splitlines()
+    assert said[-3] == "error: Failed to connect to Keymaker service"
+    assert said[-2].startswith(f"  caused by: http://127.0.0.1:{port}/generate_quorum: ")
+    assert said[-1] == "  caused by: is KEYMAKER_URL right, and is the Keymaker running?"
 
 
 def test_an_existing_bundle_is_refused_before_the_keymaker_is_called(

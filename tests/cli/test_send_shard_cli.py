@@ -20,6 +20,7 @@ from locksmith.core.bundle_checks import CheckedBundle
 from locksmith.core.nsm_simulated import SimulatedNsm
 from locksmith.personalities.caution.shard_client import Address, parse_address
 from tests.cli.clirun import caution
+from tests.cli.clirun import Result
 from tests.cli.enclave_harness import Behaviour, FakeEnclave, running
 from tests.cli.send_shard_kit import (
     SENDING, SENT, TEST_SECRET, ZERO, Capsys, lines, refused_before_message_3, send,
@@ -119,6 +120,10 @@ def test_a_short_user_data_refuses_and_sends_nothing(capsys: Capsys, v0: Checked
 def test_untrusted_root_refuses_and_sends_nothing(capsys: Capsys, enclave: FakeEnclave,
                                                   nsm_dir: Path) -> None:
     result = send(capsys, enclave.address, nsm_dir, trust=False)
+    hint = lines(result).pop()
+    assert hint == ("  caused by: this document comes from a simulated (development) NSM: pass "
+                    "--trust-root <its NSM directory>/root.pem to trust that root")
+    result = Result(result.code, result.out, result.err.replace(hint + "\n", ""))
     refused_before_message_3(enclave, result, "Enclave attestation rejected: certificate chain "
                                               "does not lead to the trusted root")
 
@@ -269,3 +274,62 @@ def test_missing_trusted_hashes(capsys: Capsys, tmp_path: Path, nsm_dir: Path) -
 def test_a_missing_bundle(capsys: Capsys, tmp_path: Path, nsm_dir: Path) -> None:
     result = send(capsys, "127.0.0.1", nsm_dir, bundle=tmp_path / "none.json")
     assert lines(result)[-1] == f"error: quorum bundle not found: {tmp_path / 'none.json'}"
+
+
+def test_a_public_keyring_is_named_as_holding_no_secret_keys(
+        capsys: Capsys, enclave: FakeEnclave, nsm_dir: Path, tmp_path: Path) -> None:
+    from locksmith.core.openpgp.secretkeys import load_secret_keys
+    private = (CAUTION_V0 / "alice.private.asc").read_bytes()
+    public = tmp_path / "alice.asc"
+    public.write_text(load_secret_keys(private).certificates[0].public().armored())
+    result = send(capsys, enclave.address, nsm_dir, "--keyring", str(public), holder="")
+    assert result.code == 1
+    assert lines(result)[-1] == (
+        f"error: {public} holds no secret keys (a public certificate?); pass the holder's "
+        "private keyring, e.g. the .private.asc file of 'caution secret keygen', or leave out "
+        "--keyring to use a smart card")
+    assert enclave.seen == []
+
+
+def test_an_http_server_at_the_address_is_said_not_to_speak_the_shard_protocol(
+        capsys: Capsys, nsm_dir: Path) -> None:
+    import socket
+    import threading
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_like_http() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+
+    server = threading.Thread(target=answer_like_http, daemon=True)
+    server.start()
+    try:
+        result = send(capsys, f"127.0.0.1:{port}", nsm_dir)
+    finally:
+        server.join(timeout=10)
+        listener.close()
+    assert result.code == 1
+    said = lines(result)
+    assert said[-3] == (f"error: 127.0.0.1:{port} did not speak the shard protocol; is it the "
+                        "enclave's locksmithd port (49504)? Nothing was sent")
+    assert said[-2] == "  caused by: it answered like an HTTP server"
+    assert said[-1].startswith("  caused by: frame body length 1213486160")
+
+
+@pytest.mark.parametrize("command", [["secret", "send-shard", "--address", "127.0.0.1"],
+                                     ["secret", "encrypt"], ["secret", "inspect"]])
+def test_a_directory_given_as_bundle_is_said_to_be_a_directory(
+        capsys: Capsys, tmp_path: Path, command: list[str]) -> None:
+    from tests.cli.clirun import caution
+    directory = tmp_path / ".caution"
+    directory.mkdir()
+    (tmp_path / ".env").write_text("A=1\n")  # encrypt reads the .env first
+    args = [*command, str(directory)] if command[-1] == "inspect" else [*command, "--bundle",
+                                                                          str(directory)]
+    result = caution(capsys, "--workdir", str(tmp_path), *args)
+    assert result.code == 1
+    assert lines(result)[-1] == (f"error: quorum bundle {directory} is a directory; name the "
+                                 f"bundle file (e.g. {directory / 'quorum-bundle.json'})")

@@ -101,6 +101,19 @@ def _read(path: str, what: str, limit: int = MAX_DOC_FILE) -> bytes:
     return data
 
 
+DEVELOPMENT_ROOT_HINT = ("this document comes from a simulated (development) NSM: pass "
+                         "--trust-root <its NSM directory>/root.pem to trust that root")
+
+
+def development_root_hint(document: bytes, trust_root_given: bool) -> list[str]:
+    """A `caused by` line for a chain failure against the AWS root when the document is signed
+    by our simulated NSM, whose root names itself: the fix is one option away."""
+    from locksmith.core.nsm_simulated import ROOT_CN
+    if trust_root_given or ROOT_CN.encode("utf-8") not in document:
+        return []
+    return [DEVELOPMENT_ROOT_HINT]
+
+
 def load_trust_root(path: Optional[str]) -> Optional[att.TrustAnchor]:
     if path is None:
         return None

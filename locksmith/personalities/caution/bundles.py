@@ -27,7 +27,7 @@ from locksmith.core.keymaker_proof import (
 )
 from locksmith.core.pcr_policy import PcrPolicy, PcrPolicyError
 from locksmith.personalities.caution import ui
-from locksmith.personalities.caution.attestation import load_trust_root
+from locksmith.personalities.caution.attestation import development_root_hint, load_trust_root
 from locksmith.personalities.caution.ui import CliError
 
 DEFAULT_BUNDLE = Path(".caution/quorum-bundle.json")
@@ -35,6 +35,7 @@ DEFAULT_POLICY = Path(".caution/keymaker-pcr-policy.json")
 TEST_SECRET_WARNING = ("this bundle's quorum key comes from the public test secret; anything "
                        "encrypted to it can be read by anyone")
 MAX_POLICY_FILE = 1024 * 1024
+CHAIN_FAILURE = "certificate chain does not lead to the trusted root"  # attestation.md §3
 
 # The three proof options of cli.md §1, declared once for every command that verifies a proof.
 POLICY_OPTION: Optional[Path] = typer.Option(
@@ -87,10 +88,19 @@ def load_policy(path: Path) -> PcrPolicy:
         raise CliError(exc.message, [detail]) from None
 
 
-def read_bundle(path: Path) -> CheckedBundle:
-    """Read, parse and check a bundle (cli.md §4 step 5), or fail with the spec's messages."""
+def require_bundle_file(path: Path) -> None:
+    """The bundle path names a file; a directory (often `.caution`) is said to be one."""
+    if path.is_dir():
+        example = path / "quorum-bundle.json" if path.name == ".caution" else DEFAULT_BUNDLE
+        raise CliError(f"quorum bundle {path} is a directory; name the bundle file (e.g. "
+                       f"{example})")
     if not path.is_file():
         raise CliError(f"quorum bundle not found: {path}")
+
+
+def read_bundle(path: Path) -> CheckedBundle:
+    """Read, parse and check a bundle (cli.md §4 step 5), or fail with the spec's messages."""
+    require_bundle_file(path)
     try:
         text = path.read_bytes()
     except OSError as exc:
@@ -107,7 +117,9 @@ def verify_proof(bundle: BundleV1, inputs: ProofInputs) -> ProofResult:
         result = verify_keymaker_proof(bundle, inputs.policy, trust_root=inputs.trust_root,
                                        allow_debug=inputs.allow_debug)
     except KeymakerProofError as exc:
-        raise CliError(str(exc)) from None
+        hint = (development_root_hint(bundle.necroproof, inputs.trust_root is not None)
+                if CHAIN_FAILURE in str(exc) else [])
+        raise CliError(str(exc), hint) from None
     if result.set_index is None:
         ui.warn(NO_POLICY_WARNING)
     else:

@@ -19,6 +19,7 @@ from locksmith.core.openpgp.armor import armor
 from locksmith.personalities.caution import ui
 from locksmith.personalities.caution.bundles import (
     ALLOW_DEBUG_OPTION, DEFAULT_BUNDLE, POLICY_OPTION, TRUST_ROOT_OPTION, ProofOptions, load_bundle,
+    require_bundle_file,
 )
 from locksmith.personalities.caution.ui import CliError
 from locksmith.personalities.files import write_atomic
@@ -44,8 +45,7 @@ def encrypt(
             raise CliError(f"Invalid env key: {key}")
     if not env_file.is_file():
         raise CliError(f"Missing env file: {env_file}")
-    if not bundle.is_file():
-        raise CliError(f"quorum bundle not found: {bundle}")
+    require_bundle_file(bundle)
     try:
         raw = env_file.read_bytes()
     except OSError as exc:

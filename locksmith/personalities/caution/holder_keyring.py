@@ -33,6 +33,9 @@ MAX_ATTEMPTS = 3
 TOO_MANY_ATTEMPTS = "too many failed attempts"
 NO_HOLDER = "no holder of this bundle has both signing and decryption secret keys in {file}"
 NOT_A_HOLDER = "--holder {fpr} is not a holder of this bundle"
+NO_SECRET_KEYS = ("{file} holds no secret keys (a public certificate?); pass the holder's "
+                  "private keyring, e.g. the .private.asc file of 'caution secret keygen', or "
+                  "leave out --keyring to use a smart card")
 MAX_KEYRING_FILE = 16 * 1024 * 1024
 
 
@@ -72,6 +75,8 @@ def openpgp_holders(checked: CheckedBundle) -> list[Certificate | None]:
 
 def select_holder(checked: CheckedBundle, keyring: PrivateKeyring, path: Path,
                   holder: str | None, now: int) -> HolderKeys:
+    if not keyring.keys:
+        raise CliError(NO_SECRET_KEYS.format(file=path))
     holders = openpgp_holders(checked)
     if holder is not None:
         wanted = normalise_fingerprint(holder)

@@ -92,7 +92,9 @@ def post_request(base_url: str, request: QuorumRequest,
             response = client.post(url, content=request.body(),
                                    headers={"Content-Type": "application/json"})
     except httpx.HTTPError as exc:
-        raise CliError("Failed to connect to Keymaker service", [str(exc) or type(exc).__name__])
+        raise CliError("Failed to connect to Keymaker service",
+                       [f"{url}: {str(exc) or type(exc).__name__}",
+                        "is KEYMAKER_URL right, and is the Keymaker running?"])
     if not 200 <= response.status_code < 300:
         message = (f"Keymaker error ({response.status_code} {response.reason_phrase}): "
                    f"{excerpt(response.content)}")

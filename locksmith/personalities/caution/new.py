@@ -195,9 +195,17 @@ def new(
     _save(bundle.to_json(), target, force)
 
 
+NOT_A_REPOSITORY_HINT = (
+    "A Caution repository has a Procfile, caution.hcl or .caution/deployment.json in the "
+    "current directory (or use --workdir). Save this bundle as .caution/quorum-bundle.json there "
+    "(e.g. redirect stdout to it), where 'secret encrypt' and 'send-shard' look for it; next "
+    "time, --output FILE writes the file directly.")
+
+
 def _save(text: str, target: Optional[Path], force: bool) -> None:
     if target is None:
         ui.info("Warning: not in a Caution repository, outputting bundle to stdout")
+        ui.info(NOT_A_REPOSITORY_HINT)
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
         return

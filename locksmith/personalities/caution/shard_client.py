@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from locksmith.core import attestation
-from locksmith.core.attestation import AttestationError, DebugEnclaveError, TrustAnchor
+from locksmith.core.attestation import (
+    AttestationError, CertificateChainError, DebugEnclaveError, TrustAnchor,
+)
 from locksmith.core.openpgp.keys import SecretKey
 from locksmith.core.own_share import CheckedShare
 from locksmith.core.protocol import (
@@ -28,6 +30,7 @@ from locksmith.core.protocol import (
 )
 from locksmith.core.transport import KEY_LENGTH
 from locksmith.personalities.caution import ui
+from locksmith.personalities.caution.attestation import development_root_hint
 from locksmith.personalities.caution.ui import CliError
 
 DEFAULT_PORT = 49504
@@ -43,6 +46,9 @@ VERDICT_TIMEOUT = ("no answer from the enclave within {seconds} s; the shard may
 NO_ATTESTATION = "no attestation from the enclave within {seconds} s; nothing was sent"
 CLOSED_BEFORE_ATTESTATION = ("the enclave closed the connection before sending its "
                              "attestation; nothing was sent")
+NOT_THE_PROTOCOL = ("{address} did not speak the shard protocol; is it the enclave's locksmithd "
+                    "port (49504)? Nothing was sent")
+HTTP_ANSWER = "it answered like an HTTP server"
 _RECV = 65536
 
 
@@ -110,6 +116,7 @@ class _Connection:
     def __init__(self, sock: socket.socket, session: HolderSession) -> None:
         self.sock = sock
         self.session = session
+        self.first_bytes = b""  # what the peer said first: tells an HTTP server from an enclave
 
     def send(self, data: bytes, seconds: float) -> None:
         self.sock.settimeout(seconds)
@@ -128,6 +135,8 @@ class _Connection:
                 raise _Timeout() from None
             except OSError:  # reset by the peer: as good as closed
                 data = b""
+            if len(self.first_bytes) < 8:
+                self.first_bytes += data[:8 - len(self.first_bytes)]
             self.session.receive_data(data)
         return event
 
@@ -148,7 +157,9 @@ def _verify(event: AttestationReceived, expect: Expectations,
             allow_debug=expect.allow_debug)
     except AttestationError as exc:
         hint = DEBUG_HINT if isinstance(exc, DebugEnclaveError) else ""
-        raise CliError(f"Enclave attestation rejected: {exc.reason}{hint}") from None
+        causes = (development_root_hint(event.document, expect.trust_root is not None)
+                  if isinstance(exc, CertificateChainError) else [])
+        raise CliError(f"Enclave attestation rejected: {exc.reason}{hint}", causes) from None
     return verified
 
 
@@ -164,13 +175,13 @@ def send_share(address: Address, submission: Submission, expect: Expectations, *
     with sock:
         conn = _Connection(sock, HolderSession())
         try:
-            return _exchange(conn, submission, expect, verdict_timeout, clock)
+            return _exchange(conn, address, submission, expect, verdict_timeout, clock)
         except OSError as exc:  # a send failed: the connection is gone
             raise CliError(f"connection to {address} failed: {_reason(exc)}") from None
 
 
-def _exchange(conn: _Connection, submission: Submission, expect: Expectations,
-              verdict_timeout: int, clock: Callable[[], float]) -> int:
+def _exchange(conn: _Connection, address: Address, submission: Submission,
+              expect: Expectations, verdict_timeout: int, clock: Callable[[], float]) -> int:
     started = time.monotonic()
     conn.send(conn.session.send_nonce(), ATTESTATION_TIMEOUT)
     try:
@@ -179,8 +190,9 @@ def _exchange(conn: _Connection, submission: Submission, expect: Expectations,
         raise CliError(NO_ATTESTATION.format(seconds=ATTESTATION_TIMEOUT)) from None
     if isinstance(event, ConnectionClosed):
         raise CliError(CLOSED_BEFORE_ATTESTATION)
-    if isinstance(event, ProtocolViolation):
-        raise CliError(f"Enclave attestation rejected: {event.reason}")
+    if isinstance(event, ProtocolViolation):  # message 2 is not a frame we can read
+        http = [HTTP_ANSWER] if conn.first_bytes.startswith(b"HTTP/") else []
+        raise CliError(NOT_THE_PROTOCOL.format(address=address), [*http, event.reason])
     assert isinstance(event, AttestationReceived), event
     verified = _verify(event, expect, clock)
     if verified.is_debug:
