@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
+from cryptography.x509.oid import ExtensionOID, NameOID, SignatureAlgorithmOID
 
 from locksmith.core.attestation_errors import (
     CertificateChainError,
@@ -153,6 +153,10 @@ def _check_issued_by(cert: x509.Certificate, parent: x509.Certificate) -> None:
         raise CertificateChainError() from None
 
 
+# The extensions this profile reads: any other one marked critical is a refusal.
+_PROCESSED_EXTENSIONS = frozenset({ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE})
+
+
 def _check_profile(cert: x509.Certificate, name: str, *, is_leaf: bool,
                    intermediates_below: int) -> None:
     def violation(detail: str) -> CertificateProfileError:
@@ -168,6 +172,11 @@ def _check_profile(cert: x509.Certificate, name: str, *, is_leaf: bool,
         extensions = cert.extensions
     except ValueError as exc:
         raise violation(f"cannot parse extensions ({_first_line(exc)})") from None
+    for extension in extensions:
+        # RFC 5280 §4.2: a critical extension the verifier does not process must be refused
+        # (it may restrict the certificate in a way we would otherwise ignore).
+        if extension.critical and extension.oid not in _PROCESSED_EXTENSIONS:
+            raise violation(f"unknown critical extension {extension.oid.dotted_string}")
     try:
         constraints: x509.BasicConstraints | None = (
             extensions.get_extension_for_class(x509.BasicConstraints).value)

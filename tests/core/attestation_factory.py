@@ -64,7 +64,8 @@ def make_cert(cn: str, issuer: Cert | None = None, *, ca: bool,
               path_length: int | None = None, basic_constraints: bool = True,
               key_usage: str | None = "default", not_before: datetime | None = None,
               not_after: datetime | None = None,
-              hash_alg: hashes.SHA256 | hashes.SHA384 | None = None) -> Cert:
+              hash_alg: hashes.SHA256 | hashes.SHA384 | None = None,
+              extra: tuple[tuple[x509.ExtensionType, bool], ...] = ()) -> Cert:
     own = own_key or key(cn)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     builder = (x509.CertificateBuilder()
@@ -84,6 +85,8 @@ def make_cert(cn: str, issuer: Cert | None = None, *, ca: bool,
             digital_signature=sign, content_commitment=False, key_encipherment=key_usage == "other",
             data_encipherment=False, key_agreement=False, key_cert_sign=cert_sign,
             crl_sign=cert_sign, encipher_only=False, decipher_only=False), critical=True)
+    for extension, critical in extra:
+        builder = builder.add_extension(extension, critical=critical)
     signer = signing_key or (issuer.key if issuer else own)
     return Cert(builder.sign(signer, hash_alg or hashes.SHA384()), own)
 

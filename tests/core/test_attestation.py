@@ -453,6 +453,27 @@ def test_certificate_profile_violation_names_the_certificate(build: Any, name: s
     assert detail in str(info.value)
 
 
+UNKNOWN = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00")
+
+
+@pytest.mark.parametrize("where", ["intermediate", "leaf"])
+def test_an_unknown_critical_extension_is_refused(where: str) -> None:
+    base = Pki.default()
+    if where == "intermediate":
+        bad = pki_with(intermediate=make_cert("i", base.root, ca=True, extra=((UNKNOWN, True),)))
+    else:
+        bad = pki_with(leaf=make_cert("l", base.intermediate, ca=False, extra=((UNKNOWN, True),)))
+    with pytest.raises(CertificateProfileError, match="unknown critical extension "
+                                                      "1.3.6.1.4.1.99999.1"):
+        verify_factory(document(bad), bad)
+
+
+def test_an_unknown_non_critical_extension_is_ignored() -> None:
+    base = Pki.default()
+    ok = pki_with(leaf=make_cert("l", base.intermediate, ca=False, extra=((UNKNOWN, False),)))
+    verify_factory(document(ok), ok)
+
+
 def test_intermediate_signed_by_another_key_with_the_trusted_name_breaks_the_chain() -> None:
     base = Pki.default()
     forged = make_cert("test intermediate", base.root, ca=True, signing_key=key("forger"))
