@@ -224,6 +224,42 @@ def test_every_failed_file_is_reported_and_nothing_is_exported(
     ]
 
 
+@pytest.mark.parametrize("name", ["PATH", "IFS", "LD_PRELOAD", "LD_LIBRARY_PATH", "PYTHONPATH",
+                                  "BASH_ENV", "ENV", "SHELLOPTS"])
+def test_names_that_would_take_over_the_boot_are_refused(
+        daemon: Keyforkd, secrets: Path, keys: quorumkey.QuorumKeys, name: str) -> None:
+    (secrets / "GOOD.asc").write_bytes(encrypt("fine", keys))
+    (secrets / f"{name}.asc").write_bytes(encrypt("/tmp/evil", keys))
+    result = run_against(daemon, secrets)
+    assert result.returncode == 1 and result.stdout == b""
+    assert f"locksmith-oneshot: {name}.asc: reserved name: it would change how the boot shell, " \
+           "the program loader or the runtime behaves" in stderr_lines(result)
+
+
+def _allow_core_files() -> None:
+    """Start with core files allowed, so that the test shows the oneshot turning them off."""
+    import resource
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
+def test_the_oneshot_cannot_dump_core(secrets: Path) -> None:
+    """It holds the quorum key and every secret: checked while it waits for keyforkd."""
+    for directory in util.short_dir():
+        process = subprocess.Popen([PYTHON, "-m", "locksmith", "locksmith-oneshot", "--socket",
+                                    str(directory / "absent.sock"), "--secrets-dir", str(secrets),
+                                    "--timeout", "10"], stderr=subprocess.PIPE,
+                                   preexec_fn=_allow_core_files)
+        try:
+            assert process.stderr is not None
+            assert b"waiting for keyforkd" in process.stderr.readline()
+            limits = Path(f"/proc/{process.pid}/limits").read_text()
+        finally:
+            process.kill()
+            process.wait()
+    line = next(x for x in limits.splitlines() if x.startswith("Max core file size"))
+    assert line.split()[4:6] == ["0", "0"]
+
+
 def test_unreachable_keyforkd_fails_after_the_timeout(secrets: Path) -> None:
     missing = secrets / "no.sock"
     started = time.monotonic()

@@ -28,6 +28,7 @@ from locksmith.core.openpgp.errors import OpenPGPError
 from locksmith.core.openpgp.keys import SecretKey
 from locksmith.core.shellquote import ExportError, check_name, check_value, render_exports
 from locksmith.personalities.argparsing import add_version
+from locksmith.personalities.hardening import disable_core_dumps
 
 __all__ = ["main"]
 
@@ -225,6 +226,11 @@ def main(argv: list[str]) -> int:
     secrets_dir = args.secrets_dir or os.environ.get("LOCKSMITH_SECRETS_DIR") \
         or DEFAULT_SECRETS_DIR
     socket_path = keyfork_ipc.resolve_socket_path(args.socket, os.environ)
+    try:  # it will hold the quorum decryption key and every secret: never in a core file
+        disable_core_dumps()
+    except OSError as exc:
+        say(f"cannot disable core dumps: {exc.strerror or exc}")
+        return 1
     try:
         return run(secrets_dir, socket_path, args.timeout)
     except Failure as exc:

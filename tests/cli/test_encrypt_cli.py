@@ -155,6 +155,19 @@ def test_the_public_test_secret_is_flagged(capsys: Capsys, tmp_path: Path) -> No
             "encrypted to it can be read by anyone") in result.err.splitlines()
 
 
+@pytest.mark.parametrize("name", ["PATH", "LD_PRELOAD", "PYTHONSTARTUP", "IFS"])
+def test_a_name_that_would_take_over_the_boot_is_refused_before_anything_is_written(
+        capsys: Capsys, project: Path, tmp_path: Path, name: str) -> None:
+    env = tmp_path / "reserved.env"
+    env.write_text(f"FIRST=1\n{name}=/tmp/evil\n")
+    secrets = tmp_path / "out"
+    result = _encrypt(capsys, project, "--env-file", str(env), "--secrets-dir", str(secrets))
+    assert (result.code, result.err.strip()) == (
+        1, f"error: {name}: reserved name: it would change how the boot shell, the program "
+           "loader or the runtime behaves; the enclave would refuse it, so rename it")
+    assert not (secrets.exists() and any(secrets.glob("*.asc")))
+
+
 def test_nul_in_a_value_is_refused_before_anything_is_written(capsys: Capsys, project: Path,
                                                               tmp_path: Path) -> None:
     env = tmp_path / "nul.env"

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from locksmith.core.shellquote import (
     ENV_STRING_LIMIT, ExportError, check_name, check_value, quote, render_exports,
+    reserved_name,
 )
 
 SH = "/bin/sh"  # dash on Debian: the shell the boot script runs under
@@ -45,6 +46,19 @@ def test_quote_leaves_every_other_character_literal() -> None:
 def test_exports_are_sorted_bytewise_in_one_block() -> None:
     out = render_exports({"b": "1", "B": "2", "_a": "3", "A_1": "4", "A": "5"})
     assert out == b"export A='5'\nexport A_1='4'\nexport B='2'\nexport _a='3'\nexport b='1'\n"
+
+
+@pytest.mark.parametrize("name", ["PATH", "IFS", "ENV", "BASH_ENV", "LD_PRELOAD", "LD_AUDIT",
+                                  "PYTHONPATH", "PYTHONHOME", "BASH_FUNC_x", "SHELLOPTS", "PS4"])
+def test_names_that_change_the_boot_shell_loader_or_runtime_are_reserved(name: str) -> None:
+    with pytest.raises(ExportError, match="^reserved name: "):
+        check_name(name)
+
+
+@pytest.mark.parametrize("name", ["Path", "path", "PATHS", "MY_PATH", "LD", "PYTHO", "LDAP_URL",
+                                  "ENVIRONMENT", "DATABASE_URL", "exports"])
+def test_ordinary_names_that_resemble_reserved_ones_are_allowed(name: str) -> None:
+    check_name(name)
 
 
 @pytest.mark.parametrize("name", ["A.B", ".hidden", "1X", "", "A-B", "É", "A B", "x\n"])
@@ -95,8 +109,8 @@ def test_any_value_without_nul_survives_dash(value: str) -> None:
 
 @settings(max_examples=30, deadline=None)
 @given(st.dictionaries(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
-                       .filter(lambda n: n not in ("PATH", "exports", "IFS", "PS1", "PS2",
-                                                   "PS4", "PPID", "OPTIND", "HOME", "PWD")),
+                       .filter(lambda n: not reserved_name(n) and n not in (
+                           "exports", "PS1", "PS2", "PPID", "OPTIND", "HOME", "PWD")),
                        st.text(st.characters(blacklist_categories=["Cs"],
                                              blacklist_characters="\0"), max_size=20),
                        min_size=1, max_size=5))

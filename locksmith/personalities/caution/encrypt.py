@@ -16,6 +16,7 @@ import typer
 from locksmith.core.envfile import EnvFileError, is_env_key, parse_env
 from locksmith.core.openpgp import message, validity
 from locksmith.core.openpgp.armor import armor
+from locksmith.core.shellquote import ENV_STRING_LIMIT, RESERVED_NAME, reserved_name
 from locksmith.personalities.caution import ui
 from locksmith.personalities.caution.bundles import (
     ALLOW_DEBUG_OPTION, DEFAULT_BUNDLE, POLICY_OPTION, TRUST_ROOT_OPTION, ProofOptions, load_bundle,
@@ -23,8 +24,6 @@ from locksmith.personalities.caution.bundles import (
 )
 from locksmith.personalities.caution.ui import CliError
 from locksmith.personalities.files import write_atomic
-
-ENV_STRING_LIMIT = 131072  # Linux MAX_ARG_STRLEN: one "KEY=value" environment string
 
 
 def encrypt(
@@ -82,6 +81,8 @@ def encrypt(
     selected = [a for a in parsed.assignments if not wanted or a.key in wanted]
     for assignment in selected:  # refuse before anything is written
         key, value = assignment.key, assignment.value
+        if reserved_name(key):
+            raise CliError(f"{key}: {RESERVED_NAME}; the enclave would refuse it, so rename it")
         if "\x00" in value:
             raise CliError(f"{key}: value contains a NUL character")
         if len(key.encode()) + 1 + len(value.encode("utf-8")) >= ENV_STRING_LIMIT:
