@@ -63,6 +63,11 @@ def build_app() -> typer.core.TyperGroup:
     from locksmith.personalities.caution.card.status import card_app
 
     app.add_typer(card_app, name="card", help="OpenPGP smart cards: what the readers hold.")
+
+    from locksmith.personalities.caution.procfile import procfile_app
+
+    app.add_typer(procfile_app, name="procfile",
+                  help="Check a Procfile, and that the image installs what Locksmith needs.")
     command = typer.main.get_command(app)
     assert isinstance(command, typer.core.TyperGroup)
     return command
