@@ -150,6 +150,9 @@ def test_policy_defaults_and_failures(capsys: Capsys, tmp_path: Path, nsm_dir: P
     root = ["--trust-root", str(nsm_dir / "root.pem")]
     result = caution(capsys, *where, *root)
     assert result.code == 0 and NO_POLICY in result.err.splitlines()
+    assert ("Proof:        NOT AUTHENTICATED: signed by a Nitro enclave under the trust root, but "
+            "no PCR policy says which Keymaker code; any enclave could have made this bundle"
+            in result.err.splitlines())
     shutil.copy(nsm_dir / "keymaker-pcr-policy.json", tmp_path / ".caution")
     result = caution(capsys, *where, *root)
     assert result.code == 0 and "Keymaker proof verified (PCR set 0" in result.err
@@ -214,7 +217,21 @@ def test_encrypt_uses_a_v1_bundle_only_after_its_proof_verifies(
     assert not (bad / ".caution" / "secrets").exists()
     result = caution(capsys, "--workdir", str(good), "secret", "encrypt",
                      "--trust-root", str(nsm_dir / "root.pem"))
+    assert result.code == 1 and "error: no Keymaker PCR policy: " in result.err
+    result = caution(capsys, "--workdir", str(good), "secret", "encrypt",
+                     "--trust-root", str(nsm_dir / "root.pem"), "--unsafe-no-keymaker-policy")
     assert result.code == 0 and NO_POLICY in result.err.splitlines()
+
+
+def test_encrypt_refuses_a_bundle_proven_by_a_keymaker_outside_the_policy(
+        capsys: Capsys, tmp_path: Path, nsm_dir: Path, other_nsm_dir: Path,
+        v1_bundle: BundleV1) -> None:
+    project = _project(tmp_path / "p", v1_bundle.to_json())
+    result = caution(capsys, "--workdir", str(project), "secret", "encrypt",
+                     "--keymaker-pcr-policy", str(other_nsm_dir / "keymaker-pcr-policy.json"),
+                     "--trust-root", str(nsm_dir / "root.pem"))
+    assert result.code == 1 and "keymaker necroproof did not match any PCR set" in result.err
+    assert not (project / ".caution" / "secrets").exists()
 
 
 def test_encrypt_reads_an_imported_v0_bundle(capsys: Capsys, tmp_path: Path) -> None:

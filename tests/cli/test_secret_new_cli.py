@@ -129,12 +129,29 @@ def test_v1_bundle_is_saved_verified_and_inspect_rejects_any_tampering(
                 "timestamp (1 attempts): set 0: nonce did not match") in result.err
 
 
-def test_without_a_policy_the_proof_is_still_checked_against_the_trust_root(
+def test_without_a_policy_new_refuses_before_the_keymaker_is_called(
+        capsys: Capsys, tmp_path: Path, env: KeymakerProcess, nsm_dir: Path,
+        holders: list[Holder]) -> None:
+    keyring = _keyring(tmp_path, holders[0].public)
+    before = env.count("generated quorum")
+    result = new(capsys, tmp_path, str(keyring), "--output", str(tmp_path / "b.json"),
+                 *_trusted(nsm_dir, False))
+    assert result.code == 1
+    assert result.err.splitlines()[-1] == (
+        "error: no Keymaker PCR policy: the bundle's Keymaker attestation would be checked "
+        "against the trust root only, so any Nitro enclave could have made it; pass "
+        "--keymaker-pcr-policy FILE (or commit .caution/keymaker-pcr-policy.json), or "
+        "--unsafe-no-keymaker-policy to accept that risk")
+    assert env.count("generated quorum") == before and not (tmp_path / "b.json").exists()
+
+
+def test_with_the_unsafe_option_the_proof_is_still_checked_against_the_trust_root(
         capsys: Capsys, tmp_path: Path, env: KeymakerProcess, nsm_dir: Path,
         holders: list[Holder]) -> None:
     keyring = _keyring(tmp_path, holders[0].public)
     out = tmp_path / "bundle.json"
-    result = new(capsys, tmp_path, str(keyring), "--output", str(out), *_trusted(nsm_dir, False))
+    result = new(capsys, tmp_path, str(keyring), "--output", str(out), *_trusted(nsm_dir, False),
+                 "--unsafe-no-keymaker-policy")
     assert result.code == 0, result.err
     assert NO_POLICY in result.err.splitlines()
     assert BundleV1.from_json(out.read_text()).data.threshold == 1  # one holder: 1-of-1

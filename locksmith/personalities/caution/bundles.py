@@ -47,6 +47,17 @@ TRUST_ROOT_OPTION: Optional[Path] = typer.Option(
     help="Trust this root instead of the AWS Nitro root (simulated-NSM Keymakers).")
 ALLOW_DEBUG_OPTION: bool = typer.Option(
     False, "--allow-debug-enclave", help="Accept a debug-mode Keymaker (all-zero PCR0-2).")
+# For the commands that encrypt to a bundle or create one: an unchecked proof means any Nitro
+# enclave (any code, same AWS root) could have made the bundle and would receive the secrets.
+UNSAFE_NO_POLICY_OPTION: bool = typer.Option(
+    False, "--unsafe-no-keymaker-policy",
+    help="UNSAFE: accept a Keymaker attestation that no PCR policy checked (any Nitro enclave "
+         "could have made the bundle).")
+NO_POLICY_REFUSAL = (
+    "no Keymaker PCR policy: the bundle's Keymaker attestation would be checked against the "
+    "trust root only, so any Nitro enclave could have made it; pass --keymaker-pcr-policy FILE "
+    "(or commit .caution/keymaker-pcr-policy.json), or --unsafe-no-keymaker-policy to accept "
+    "that risk")
 
 
 @dataclass(frozen=True)
@@ -64,11 +75,16 @@ class ProofOptions:
     policy: Path | None = None
     trust_root: Path | None = None
     allow_debug: bool = False
+    # None: the command may verify without a policy (with the spec's warning); False: a policy
+    # is required; True: the user accepted the risk with --unsafe-no-keymaker-policy.
+    unsafe_no_policy: bool | None = None
 
     def load(self) -> ProofInputs:
         policy_path = self.policy
         if policy_path is None and os.path.lexists(DEFAULT_POLICY):  # "if it exists" (§1)
             policy_path = DEFAULT_POLICY
+        if policy_path is None and self.unsafe_no_policy is False:
+            raise CliError(NO_POLICY_REFUSAL)
         policy = load_policy(policy_path) if policy_path is not None else None
         anchor = load_trust_root(str(self.trust_root)) if self.trust_root is not None else None
         return ProofInputs(policy, policy_path, anchor, self.allow_debug)

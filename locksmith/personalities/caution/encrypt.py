@@ -19,8 +19,8 @@ from locksmith.core.openpgp.armor import armor
 from locksmith.core.shellquote import ENV_STRING_LIMIT, RESERVED_NAME, reserved_name
 from locksmith.personalities.caution import ui
 from locksmith.personalities.caution.bundles import (
-    ALLOW_DEBUG_OPTION, DEFAULT_BUNDLE, POLICY_OPTION, TRUST_ROOT_OPTION, ProofOptions, load_bundle,
-    require_bundle_file,
+    ALLOW_DEBUG_OPTION, DEFAULT_BUNDLE, POLICY_OPTION, TRUST_ROOT_OPTION, UNSAFE_NO_POLICY_OPTION,
+    ProofOptions, load_bundle, require_bundle_file,
 )
 from locksmith.personalities.caution.ui import CliError
 from locksmith.personalities.files import write_atomic
@@ -34,6 +34,7 @@ def encrypt(
     secrets_dir: Path = typer.Option(Path(".caution/secrets"), "--secrets-dir",
                                      help="Where NAME.asc files are written."),
     keymaker_pcr_policy: Optional[Path] = POLICY_OPTION,
+    unsafe_no_keymaker_policy: bool = UNSAFE_NO_POLICY_OPTION,
     trust_root: Optional[Path] = TRUST_ROOT_OPTION,
     allow_debug_enclave: bool = ALLOW_DEBUG_OPTION,
 ) -> None:
@@ -61,7 +62,7 @@ def encrypt(
         raise CliError(f"Env key(s) not found in {env_file}: {', '.join(missing)}")
 
     checked = load_bundle(bundle, ProofOptions(keymaker_pcr_policy, trust_root,
-                                               allow_debug_enclave))
+                                               allow_debug_enclave, unsafe_no_keymaker_policy))
     quorum = checked.quorum_certificate
     recipients = validity.decryption_keys(quorum)
     if not recipients:

@@ -120,7 +120,9 @@ def inspect(
             report["proof_ok"], report["attestation_time"] = True, result.generated_ms
             proof_line = (f"verified (PCR set {result.set_index} of {inputs.policy_path})"
                           if result.set_index is not None else
-                          "verified against the trust root only (no PCR policy: PCRs not checked)")
+                          "NOT AUTHENTICATED: signed by a Nitro enclave under the trust root, "
+                          "but no PCR policy says which Keymaker code; any enclave could have "
+                          "made this bundle")
     elif isinstance(checked.bundle, ImportedV0):
         report["bundle_hash"] = imported_v0_content_hash(checked.bundle)
 

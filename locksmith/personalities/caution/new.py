@@ -26,7 +26,7 @@ from locksmith.core.openpgp.normalise import NormalisedKeyring, normalise_keyrin
 from locksmith.personalities.caution import ui
 from locksmith.personalities.caution.bundles import (
     ALLOW_DEBUG_OPTION, DEFAULT_BUNDLE, POLICY_OPTION, TEST_SECRET_WARNING, TRUST_ROOT_OPTION,
-    ProofInputs, ProofOptions, verify_proof,
+    UNSAFE_NO_POLICY_OPTION, ProofInputs, ProofOptions, verify_proof,
 )
 from locksmith.personalities.caution.keymaker_client import (
     QuorumRequest, check_response, post_request,
@@ -150,6 +150,7 @@ def new(
     labels: Optional[List[str]] = typer.Option(None, "--label", metavar="KEY=VALUE",
                                                help="Bundle label entry (repeatable)."),
     keymaker_pcr_policy: Optional[Path] = POLICY_OPTION,
+    unsafe_no_keymaker_policy: bool = UNSAFE_NO_POLICY_OPTION,
     trust_root: Optional[Path] = TRUST_ROOT_OPTION,
     allow_debug_enclave: bool = ALLOW_DEBUG_OPTION,
     output: Optional[Path] = typer.Option(None, "--output", metavar="FILE",
@@ -177,7 +178,8 @@ def new(
 
     proof: Optional[ProofInputs] = None
     if format_ == "v1":
-        proof = ProofOptions(keymaker_pcr_policy, trust_root, allow_debug_enclave).load()
+        proof = ProofOptions(keymaker_pcr_policy, trust_root, allow_debug_enclave,
+                             unsafe_no_keymaker_policy).load()
     target = _target(output, force)
     ui.info(f"Generating quorum (threshold={t}, max={m})...")
     if format_ == "v1":
