@@ -254,3 +254,22 @@ def test_a_default_policy_path_that_exists_but_is_no_file_is_not_skipped(
     assert result.err.splitlines()[-2:] == [
         f"error: cannot read Keymaker PCR policy {Path('.caution/keymaker-pcr-policy.json')}",
         "  caused by: Is a directory"]
+
+
+def test_a_hostile_label_cannot_write_to_the_terminal_or_forge_lines(
+        capsys: Capsys, tmp_path: Path, nsm_dir: Path, holders: list[Holder]) -> None:
+    forged = "Keymaker proof verified (PCR set 9, generated 2099-01-01T00:00:00Z)"
+    hostile = {"name": f"x\x1b[2J\x1b[H\r\n{forged}\u202e"}
+    service = KeymakerService(SimulatedNsm.open(nsm_dir), "simulated")
+    request = km.V1Request(bytes(range(1, 17)), hostile,
+                           tuple(OpenPGPKey(h.public) for h in holders), 2, 3)
+    bundle = service.generate(request, [load_certificates(h.public)[0] for h in holders])
+    path = tmp_path / "hostile.json"
+    path.write_bytes(bundle)
+    result = caution(capsys, "secret", "inspect", str(path), *_trusted(nsm_dir))
+    assert result.code == 0, result.err
+    assert not any(c in result.err for c in "\x1b\r\u202e")
+    lines = result.err.splitlines()
+    assert forged not in lines and not any(line.startswith("Keymaker proof verified (PCR set 9")
+                                           for line in lines)
+    assert any("\\x1b[2J\\x1b[H\\r\\nKeymaker proof verified (PCR set 9" in line for line in lines)

@@ -49,7 +49,7 @@ def keygen(
     """Write an UNENCRYPTED Keymaker-compatible key pair (development only)."""
     if not shoot_self_in_foot:
         raise CliError("Refusing to generate an unencrypted private keyring without "
-                       "--shoot-self-in-foot.\n\nwarning: " + WARNING)
+                       "--shoot-self-in-foot.", after=["", "warning: " + WARNING])
     name, email = name.strip(), email.strip()
     if not name:
         raise CliError("--name must not be empty")

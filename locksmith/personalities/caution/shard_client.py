@@ -6,8 +6,9 @@ with the current time. Everything that can fail locally was done before `send_sh
 so a slow passphrase or PIN never meets the server's deadlines.
 
 Nothing is sent after message 1 unless the document verified: every refusal closes the socket
-with message 3 unsent. Texts that come from the enclave (`module_id`, a rejection reason) are
-printed with control characters escaped, so a hostile peer cannot write to the terminal.
+with message 3 unsent. Texts that come from the enclave (`module_id`, a rejection reason) reach
+the terminal only through `ui`, which escapes control characters: a hostile peer cannot write
+to the terminal.
 """
 
 from __future__ import annotations
@@ -83,11 +84,6 @@ def parse_address(text: str) -> Address:
     if not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ValueError(f"invalid port '{port}' (expected 1..65535)")
     return Address(host, int(port))
-
-
-def printable(text: str) -> str:
-    """Remote text for the terminal: control and other unprintable characters escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @dataclass(frozen=True)
@@ -198,7 +194,7 @@ def _exchange(conn: _Connection, address: Address, submission: Submission,
     if verified.is_debug:
         ui.warn("the enclave is a debug-mode enclave (all-zero PCRs), accepted because of "
                 "--allow-debug-enclave")
-    ui.info(f"Enclave attestation verified (module {printable(verified.module_id)})")
+    ui.info(f"Enclave attestation verified (module {verified.module_id})")
 
     try:
         message3 = conn.session.submit(
@@ -216,7 +212,7 @@ def _exchange(conn: _Connection, address: Address, submission: Submission,
     if isinstance(verdict, Accepted):
         return verdict.remaining
     if isinstance(verdict, Rejected):
-        raise CliError(f"Shard rejected by enclave: {printable(verdict.reason)}")
+        raise CliError(f"Shard rejected by enclave: {verdict.reason}")
     if isinstance(verdict, UnexpectedAnswer):
         ui.verbose(f"answer not understood: {verdict.reason}")
         raise CliError(UNEXPECTED)

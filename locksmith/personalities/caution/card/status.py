@@ -2,8 +2,8 @@
 
 For a holder before an unlock ceremony: is my card seen, is it the card of a holder of this
 bundle, how many PIN attempts are left, will it ask for a touch. Nothing is verified or changed
-on the card (no PIN is asked); card texts such as the cardholder name are printed with control
-characters escaped. The bundle is checked structurally (formats.md) but its Keymaker proof is
+on the card (no PIN is asked); card texts such as the cardholder name reach the terminal
+escaped (`ui`). The bundle is checked structurally (formats.md) but its Keymaker proof is
 not verified: matching a card needs only the holders' certificates, and nothing is sent.
 
 `--json` prints one object on stdout:
@@ -32,7 +32,6 @@ from locksmith.core.card.holders import CardHolder, match_card
 from locksmith.personalities.caution import ui
 from locksmith.personalities.caution.bundles import DEFAULT_BUNDLE, read_bundle, warn_if_test_secret
 from locksmith.personalities.caution.holder_keyring import openpgp_holders
-from locksmith.personalities.caution.shard_client import printable
 from locksmith.personalities.caution.ui import CliError
 
 if TYPE_CHECKING:
@@ -54,7 +53,7 @@ def _touch(uif: Uif | None) -> str | None:
 def _holder(match: CardHolder | None) -> dict[str, Any] | None:
     if match is None:
         return None
-    uids = [printable(u.text) for u in match.certificate.user_ids]
+    uids = [u.text for u in match.certificate.user_ids]
     return {"index": match.index, "fingerprint": match.certificate.fingerprint,
             "user_id": uids[0] if uids else None}
 
@@ -76,7 +75,7 @@ def _card(seen: SeenCard, checked: CheckedBundle | None, now: int) -> dict[str, 
         "serial": aid.serial_hex,
         "manufacturer": aid.manufacturer_name or f"0x{aid.manufacturer:04X}",
         "version": f"{aid.version[0]}.{aid.version[1]}",
-        "cardholder": printable(seen.cardholder) if seen.cardholder else None,
+        "cardholder": seen.cardholder,
         "keys": {role: {"fingerprint": _fingerprint(fpr), "algorithm": attr.name,
                         "touch": _touch(uif)}
                  for role, fpr, attr, uif in zip(ROLES, fingerprints, attributes, uifs)},
@@ -105,7 +104,7 @@ def _print_human(readers: list[dict[str, Any]], bundle: Path | None) -> None:
     if not readers:
         ui.info("No smart-card reader found")
     for entry in readers:
-        ui.info(f"Reader: {printable(entry['reader'])}")
+        ui.info(f"Reader: {entry['reader']}")
         card = entry["card"]
         if card is None:
             ui.info(f"  {entry['error']}")
