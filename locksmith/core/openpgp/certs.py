@@ -158,6 +158,11 @@ def load_certificates(data: bytes | str) -> list[Certificate]:
     return certs
 
 
+# Signatures one certificate may carry. Fresh holder keys have a handful; the cap bounds the
+# verification work a hostile certificate (or a Keymaker request full of them) can cause.
+MAX_SIGNATURES = 1024
+
+
 class _Builder:
     """Accumulates one transferable key while its packets stream past."""
 
@@ -168,10 +173,15 @@ class _Builder:
         self.subkeys: list[tuple[PublicKey, Packet, list[Packet]]] = []
         self.secrets: dict[bytes, Packet] = {}
         self._current: list[Packet] = self.direct
+        self._signatures = 0
         self._note_secret(packet, self.primary)
 
     def add(self, packet: Packet) -> None:
         if packet.tag == packets.SIGNATURE:
+            self._signatures += 1
+            if self._signatures > MAX_SIGNATURES:
+                raise CertificateError(f"certificate {self.primary.fingerprint_hex} carries more "
+                                       f"than {MAX_SIGNATURES} signatures")
             self._current.append(packet)
         elif packet.tag in _USER_TAGS:
             self.components.append((packet, []))

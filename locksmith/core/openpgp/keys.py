@@ -43,6 +43,10 @@ PrivateKeyObject = Union[
 ]
 
 MIN_RSA_BITS = 2048
+# Verification cost grows with the exponent's bits and the modulus' size: a hostile key with a
+# huge public exponent makes every check of it dozens of times slower. Real keys use 65537.
+MAX_RSA_BITS = 16384
+MAX_RSA_EXPONENT = (1 << 32) - 1
 
 
 def encode_mpi(value: int | bytes) -> bytes:
@@ -110,6 +114,10 @@ class PublicKey:
         if alg in RSA_ALGORITHMS and self.rsa_n is not None and self.rsa_e is not None:
             if self.rsa_n.bit_length() < MIN_RSA_BITS:
                 raise UnsupportedKey(f"RSA key of {self.rsa_n.bit_length()} bits is too small")
+            if self.rsa_n.bit_length() > MAX_RSA_BITS:
+                raise UnsupportedKey(f"RSA key of {self.rsa_n.bit_length()} bits is too large")
+            if self.rsa_e > MAX_RSA_EXPONENT:
+                raise UnsupportedKey("RSA public exponent larger than 32 bits")
             try:
                 return rsa.RSAPublicNumbers(self.rsa_e, self.rsa_n).public_key()
             except ValueError as exc:  # e.g. an even exponent: not a usable RSA key

@@ -109,8 +109,15 @@ def _checked(signer: PublicKey, sig: Signature, target: HashInput, *, policy: bo
     try:
         if policy and not _policy_ok(sig):
             return False
+        # Issuer hints rule a signature out before any hashing: third-party certifications
+        # (and padding an attacker adds) cost a lookup, not a verification.
         issuer = sig.issuer_fingerprint
         if issuer is not None and issuer != signer.fingerprint:
+            return False
+        # The key ID may sit in the unhashed area, where anyone can change it: it rules out
+        # ordinary signatures only, never a revocation (a genuine one must not be missed).
+        key_id = sig.issuer_key_id
+        if policy and key_id is not None and key_id != signer.key_id:
             return False
         sigmod.verify(signer, sig, target)
         return True
