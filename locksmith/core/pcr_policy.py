@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
@@ -119,18 +119,26 @@ def _parse_set(raw: object, where: str) -> PcrSet:
     return PcrSet(pcrs, expires)
 
 
+# Optional pins beyond the image (PCR0-2): PCR3 the parent instance's IAM role, PCR4 the parent
+# instance ID, PCR8 the enclave image's signing certificate. PCR0-2 alone say "this code", not
+# "in our account": the same image run by anyone else attests just as well.
+OPTIONAL_PCR_INDICES = (3, 4, 8)
+
+
 @dataclass(frozen=True)
 class TrustedHashes:
-    """`.caution/trusted_hashes.json`: the expected PCR0/1/2 of the enclave image."""
+    """`.caution/trusted_hashes.json`: the expected PCR0/1/2 of the enclave image, and
+    optionally PCR3/4/8 (`OPTIONAL_PCR_INDICES`)."""
 
     pcr0: bytes
     pcr1: bytes
     pcr2: bytes
     verified_at: str | None = None
+    optional: Mapping[int, bytes] = field(default_factory=dict)
 
     @property
     def pcrs(self) -> dict[int, bytes]:
-        return {0: self.pcr0, 1: self.pcr1, 2: self.pcr2}
+        return {0: self.pcr0, 1: self.pcr1, 2: self.pcr2, **self.optional}
 
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str = ".caution/trusted_hashes.json") -> TrustedHashes:
@@ -146,9 +154,17 @@ class TrustedHashes:
                 values.append(parse_pcr_hex(root[name]))
             except ValueError:
                 raise TrustedHashesError(f"invalid {name} hex") from None
+        optional: dict[int, bytes] = {}
+        for i in OPTIONAL_PCR_INDICES:
+            name = f"pcr{i}"
+            if root.get(name) is not None:
+                try:
+                    optional[i] = parse_pcr_hex(root[name])
+                except ValueError:
+                    raise TrustedHashesError(f"invalid {name} hex") from None
         verified_at = root.get("verified_at")
         return cls(values[0], values[1], values[2],
-                   verified_at if isinstance(verified_at, str) else None)
+                   verified_at if isinstance(verified_at, str) else None, optional)
 
     def to_json(self) -> str:
         """The form the simulated NSM writes (members pcr0, pcr1, pcr2; lowercase hex)."""

@@ -19,8 +19,7 @@ from locksmith.core.attestation import TrustAnchor
 from locksmith.core.bundle_checks import CheckedBundle
 from locksmith.core.nsm_simulated import SimulatedNsm
 from locksmith.personalities.caution.shard_client import Address, parse_address
-from tests.cli.clirun import caution
-from tests.cli.clirun import Result
+from tests.cli.clirun import Result, caution
 from tests.cli.enclave_harness import Behaviour, FakeEnclave, running
 from tests.cli.send_shard_kit import (
     SENDING, SENT, TEST_SECRET, ZERO, Capsys, lines, refused_before_message_3, send,
@@ -293,7 +292,6 @@ def test_a_public_keyring_is_named_as_holding_no_secret_keys(
 
 def test_an_http_server_at_the_address_is_said_not_to_speak_the_shard_protocol(
         capsys: Capsys, nsm_dir: Path) -> None:
-    import socket
     import threading
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
@@ -323,7 +321,6 @@ def test_an_http_server_at_the_address_is_said_not_to_speak_the_shard_protocol(
                                      ["secret", "encrypt"], ["secret", "inspect"]])
 def test_a_directory_given_as_bundle_is_said_to_be_a_directory(
         capsys: Capsys, tmp_path: Path, command: list[str]) -> None:
-    from tests.cli.clirun import caution
     directory = tmp_path / ".caution"
     directory.mkdir()
     (tmp_path / ".env").write_text("A=1\n")  # encrypt reads the .env first
@@ -333,3 +330,28 @@ def test_a_directory_given_as_bundle_is_said_to_be_a_directory(
     assert result.code == 1
     assert lines(result)[-1] == (f"error: quorum bundle {directory} is a directory; name the "
                                  f"bundle file (e.g. {directory / 'quorum-bundle.json'})")
+
+
+def test_pcr3_4_8_can_be_pinned_by_option_or_in_trusted_hashes(
+        capsys: Capsys, v0: CheckedBundle, nsm_dir: Path, tmp_path: Path) -> None:
+    """PCR0-2 name the image; PCR3/4/8 (role, instance, signer) say whose enclave it is."""
+    role, other = "33" * 48, "44" * 48
+    nsm = SimulatedNsm.open(nsm_dir, pcr_overrides={3: bytes.fromhex(role)})
+    with running(v0, nsm) as server:
+        accepted = send(capsys, server.address, nsm_dir, "--pcr3", role)
+        assert accepted.code == 0, accepted.err
+        wrong = send(capsys, server.address, nsm_dir, "--pcr3", other)
+        assert lines(wrong)[-1] == (f"error: Enclave attestation rejected: PCR3 mismatch "
+                                    f"(expected {other}, got {role})")
+        hashes = json.loads((nsm_dir / "trusted_hashes.json").read_text())
+        pinned = tmp_path / "trusted_hashes.json"
+        pinned.write_text(json.dumps({**hashes, "pcr3": other, "pcr8": None}))
+        from_file = send(capsys, server.address, nsm_dir, hashes=pinned)
+        assert lines(from_file)[-1].startswith("error: Enclave attestation rejected: PCR3 mismatch")
+        assert server.submissions == 1  # only the first one reached message 3
+
+
+def test_bad_pcr3_hex_is_a_usage_error(capsys: Capsys, nsm_dir: Path) -> None:
+    result = send(capsys, "127.0.0.1", nsm_dir, "--pcr3", "zz")
+    assert result.code == 2
+    assert "invalid --pcr3 value: expected 96 hex digits (48 bytes)" in result.err

@@ -60,10 +60,16 @@ def send_shard(
         help="The holder to send for when several match (default: the first in bundle order)."),
     trusted_hashes: Optional[Path] = typer.Option(
         None, "--trusted-hashes", metavar="FILE",
-        help="Expected PCR0-2 (default .caution/trusted_hashes.json)."),
+        help="Expected PCR0-2, optionally PCR3/4/8 (default .caution/trusted_hashes.json)."),
     pcr0: Optional[str] = typer.Option(None, "--pcr0", metavar="HEX", help="Expected PCR0."),
     pcr1: Optional[str] = typer.Option(None, "--pcr1", metavar="HEX", help="Expected PCR1."),
     pcr2: Optional[str] = typer.Option(None, "--pcr2", metavar="HEX", help="Expected PCR2."),
+    pcr3: Optional[str] = typer.Option(
+        None, "--pcr3", metavar="HEX", help="Also pin PCR3 (the parent instance's IAM role)."),
+    pcr4: Optional[str] = typer.Option(
+        None, "--pcr4", metavar="HEX", help="Also pin PCR4 (the parent instance ID)."),
+    pcr8: Optional[str] = typer.Option(
+        None, "--pcr8", metavar="HEX", help="Also pin PCR8 (the image's signing certificate)."),
     trust_root: Optional[Path] = typer.Option(
         None, "--trust-root", metavar="PEM",
         help="Trust this root instead of the AWS Nitro root (simulated NSM only), for the "
@@ -80,13 +86,16 @@ def send_shard(
     """Send this holder's shard to a running locksmithd."""
     target = _address(address)
     option_pcrs = _pcr_options(pcr0, pcr1, pcr2)
+    pcr_options({3: pcr3, 4: pcr4, 8: pcr8})  # bad hex is a usage error before anything else
 
     # 1. the bundle, and for V1 its Keymaker proof (the proof options also print the
     #    development-root warning when --trust-root is given)
     checked = load_bundle(bundle, ProofOptions(keymaker_pcr_policy, trust_root,
                                                allow_debug_enclave))
-    # 2. expected PCRs and the trust root for the live document
-    pcrs = option_pcrs or _trusted_hashes(trusted_hashes)
+    # 2. expected PCRs and the trust root for the live document; --pcr3/4/8 add to (or
+    #    override) whatever the source says
+    pcrs = {**(option_pcrs or _trusted_hashes(trusted_hashes)),
+            **pcr_options({3: pcr3, 4: pcr4, 8: pcr8})}
     if is_debug_pcrs(pcrs) and not allow_debug_enclave:
         raise CliError(DEBUG_PCRS)
     anchor = _trust_root(trust_root, warned=isinstance(checked.bundle, BundleV1))
