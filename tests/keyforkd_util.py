@@ -67,11 +67,12 @@ class Keyforkd:
 def start_keyforkd(directory: Path, *, secret_file: Path | None = None,
                    extra: Sequence[str] = (), env: Mapping[str, str] | None = None,
                    socket_path: Path | None = None, pass_socket: bool = True,
-                   wait: bool = True) -> Keyforkd:
+                   wait: bool = True, quorum_once: bool = False) -> Keyforkd:
     """`python -m locksmith keyforkd --unsafe-secret-hex-file ...`, ready when returned.
 
     `socket_path` defaults to `directory/k.sock`, passed with `--socket` unless `pass_socket`
-    is false (then the daemon resolves its own path from `env`).
+    is false (then the daemon resolves its own path from `env`). Test daemons serve the quorum
+    key to every request (one daemon serves a module's tests) unless `quorum_once`.
     """
     if secret_file is None:
         secret_file = directory / "secret.hex"
@@ -82,6 +83,8 @@ def start_keyforkd(directory: Path, *, secret_file: Path | None = None,
     ready_read, ready_write = os.pipe()
     args = [PYTHON, "-m", "locksmith", "keyforkd", "--unsafe-secret-hex-file", str(secret_file),
             "--ready-fd", str(ready_write), *extra]
+    if not quorum_once:
+        args.append("--unsafe-serve-quorum-key-repeatedly")
     if pass_socket:
         args += ["--socket", str(sock)]
     with open(stderr, "wb") as err:

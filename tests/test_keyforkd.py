@@ -58,6 +58,25 @@ def test_secret_07_gives_the_account_node_with_several_requests_per_connection(
         assert secret not in log.lower()
 
 
+def test_by_default_the_quorum_key_is_served_once_and_other_paths_always(workdir: Path) -> None:
+    """After boot the application shares keyforkd's uid: it must not derive the quorum key."""
+    running = util.start_keyforkd(workdir, quorum_once=True)
+    try:
+        first = util.derive(running.socket)
+        assert first["private_key"] == bytes.fromhex(X_PRIV)
+        for path in ("m/7366512'/0'", "m/7366512'/0'/2'"):
+            with util.connect(running.socket) as sock:
+                refused = util.exchange(sock, keyfork_ipc.encode_request(path))
+                assert refused == {"error": keyfork_ipc.QUORUM_ALREADY_SERVED}
+                assert util.is_closed(sock)
+        for path in ("m/7366512'/1'", "m/44'/0'"):  # the application's own keys
+            assert util.derive(running.socket, path)["depth"] == 2
+        assert "refused request for m/7366512'/0': the quorum key was already served" \
+            in running.log()
+    finally:
+        running.stop()
+
+
 @pytest.mark.parametrize(("request_payload", "error"), [
     (b"\xa0", "malformed request"),
     (b"not cbor", "malformed request"),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from locksmith.core import bip39, keyfork_ipc, slip10
+from locksmith.core import bip39, slip10
 from locksmith.core.bundle import BundleV0
 from locksmith.core.openpgp.holder_signature import REJECT_CLOCK_SKEW, REJECT_NO_HOLDER
 from locksmith.core.openpgp.keygen import generate_holder_key
@@ -54,16 +54,21 @@ def _outsider_signing_key() -> SecretKey:
     return load_secret_keys(outsider.private_armored).keys[1].unlock()  # the signing subkey
 
 
-def _expected_account_node(secret: bytes) -> slip10.ExtendedKey:
+SIBLING_PATH = "m/7366512'/1'"  # beside the quorum account, which keyforkd serves only once
+
+
+def _expected_node(secret: bytes, path: str) -> slip10.ExtendedKey:
     seed = bip39.mnemonic_to_seed(bip39.entropy_to_mnemonic(secret))
-    return slip10.derive_path(seed, keyfork_ipc.ACCOUNT_PATH)
+    return slip10.derive_path(seed, path)
 
 
 def _assert_keyforkd_serves(socket_path: Path, secret: bytes) -> None:
+    """keyforkd holds `secret`: checked on a sibling of the quorum account, which keyforkd
+    serves only once (to the oneshot that runs next)."""
     info = os.stat(socket_path)
     assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o600
-    node = _expected_account_node(secret)
-    answer = derive(socket_path)
+    node = _expected_node(secret, SIBLING_PATH)
+    answer = derive(socket_path, SIBLING_PATH)
     assert answer["private_key"] == node.private_key and answer["chain_code"] == node.chain_code
 
 

@@ -84,3 +84,10 @@ def test_reference_fixture_unlocks_with_alice_and_bob_and_decrypts_pre_import(wo
     assert application_view(enclave, world) == {"PRE_IMPORT": "encrypted before V0 import"}
     assert ("locksmith-oneshot: derived quorum key 15B0E570536A4B00A90151DB726E3FCA18892D05"
             in world.log("locksmith-run"))
+    # keyforkd keeps serving the application's own keys, but never the quorum key again
+    from locksmith.core import keyfork_ipc
+    from tests.keyforkd_util import connect, derive, exchange
+    with connect(world.root / "keyforkd.sock") as sock:
+        assert exchange(sock, keyfork_ipc.encode_request(keyfork_ipc.ACCOUNT_PATH)) == {
+            "error": keyfork_ipc.QUORUM_ALREADY_SERVED}
+    assert derive(world.root / "keyforkd.sock", "m/44'/0'")["depth"] == 2

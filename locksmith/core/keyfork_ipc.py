@@ -70,11 +70,13 @@ class Request:
 
 @dataclass(frozen=True)
 class Reply:
-    """What the server sends (`payload`), whether it then closes, and one log line (no keys)."""
+    """What the server sends (`payload`), whether it then closes, and one log line (no keys).
+    `quorum` is true when the reply hands out the quorum account or a node below it."""
 
     payload: bytes = field(repr=False)
     close: bool
     log: str
+    quorum: bool = False
 
 
 # --- minimal strict CBOR -------------------------------------------------------------------
@@ -221,8 +223,23 @@ def _printable(text: str, limit: int = 120) -> str:
     return shown + ("..." if len(text) > limit else "")
 
 
-def answer(payload: bytes, master: slip10.ExtendedKey) -> Reply:
-    """The server's reply to one request payload, given the SLIP-10 master node."""
+QUORUM_ALREADY_SERVED = ("the quorum key was already served; keyforkd serves it once, to "
+                         "locksmith-oneshot")
+_QUORUM_ACCOUNT = (7366512 | slip10.HARDENED, 0 | slip10.HARDENED)  # ACCOUNT_PATH, parsed
+
+
+def is_quorum_path(indices: tuple[int, ...]) -> bool:
+    """`m/7366512'/0'` or below: the quorum decryption key, which opens every secret."""
+    return indices[:2] == _QUORUM_ACCOUNT
+
+
+def answer(payload: bytes, master: slip10.ExtendedKey, *, quorum_available: bool = True) -> Reply:
+    """The server's reply to one request payload, given the SLIP-10 master node.
+
+    `quorum_available` False refuses the quorum account and everything below it: after boot
+    the application shares keyforkd's uid, and it must not be able to derive the key that
+    opens every secret of the image (hardening finding F6).
+    """
     path = None
     try:
         request = parse_request(payload)
@@ -230,6 +247,8 @@ def answer(payload: bytes, master: slip10.ExtendedKey) -> Reply:
         if request.algorithm != ALGORITHM:
             raise IpcError(f"unsupported algorithm: {request.algorithm}")
         indices = parse_path(request.path)
+        if not quorum_available and is_quorum_path(indices):
+            raise IpcError(QUORUM_ALREADY_SERVED)
     except IpcError as exc:
         where = f"request for {_printable(path)}" if path is not None else "request"
         return Reply(encode_error(str(exc)), True, f"refused {where}: {_printable(str(exc))}")
@@ -238,7 +257,8 @@ def answer(payload: bytes, master: slip10.ExtendedKey) -> Reply:
         node = slip10.derive_child(node, index)
     name = label(request.path)
     return Reply(encode_success(node), False,
-                 f"derivation {request.path}" + (f" ({name})" if name else ""))
+                 f"derivation {request.path}" + (f" ({name})" if name else ""),
+                 quorum=is_quorum_path(indices))
 
 
 # --- responses (client side) ---------------------------------------------------------------

@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="read exactly 32 raw bytes from inherited fd N, then EOF")
     source.add_argument("--unsafe-secret-hex-file", metavar="FILE",
                         help="development/tests only: 64 hex digits in a file of mode 0600")
+    parser.add_argument("--unsafe-serve-quorum-key-repeatedly", action="store_true",
+                        help="development/tests only: serve m/7366512'/0' to every request, "
+                        "not only to the first (locksmith-oneshot)")
     parser.add_argument("--ready-fd", metavar="N", type=_fd,
                         help="write READY and close fd N once the socket is ready")
     return parser
@@ -236,13 +239,13 @@ def signal_ready(fd: int) -> None:
 # --- main ------------------------------------------------------------------------------------
 
 
-async def _serve(listener: socket.socket, master: MasterNode) -> None:
+async def _serve(listener: socket.socket, master: MasterNode, quorum_once: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in _STOP_SIGNALS:
         loop.add_signal_handler(signum, _stop, stop, signum)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # held since before READY
-    await KeyforkServer(master, log).serve(listener, stop)
+    await KeyforkServer(master, log, quorum_once=quorum_once).serve(listener, stop)
 
 
 def _stop(stop: asyncio.Event, signum: int) -> None:
@@ -286,7 +289,7 @@ def main(argv: list[str]) -> int:
         if args.ready_fd is not None:
             signal_ready(args.ready_fd)
         log(f"listening on {location.path}")
-        asyncio.run(_serve(listener, master))
+        asyncio.run(_serve(listener, master, not args.unsafe_serve_quorum_key_repeatedly))
         return 0
     except StartupError as exc:
         log(str(exc))

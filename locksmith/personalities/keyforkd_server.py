@@ -6,6 +6,10 @@ the check also holds if the mode is ever loosened), connections are capped at 16
 rather than queued, a request must arrive whole within 10 s, and a frame header announcing
 more than 64 KiB closes the connection before any body byte is buffered. After an error
 response the connection is closed, so a confused client cannot keep probing on one connection.
+
+The quorum key (`m/7366512'/0'` and below) is served once, to locksmith-oneshot during boot;
+afterwards the application, which runs with the same uid, gets a refusal: it has its secrets
+in its environment and no use for the key that opens all of them.
 """
 
 from __future__ import annotations
@@ -51,8 +55,11 @@ class KeyforkServer:
 
     def __init__(self, master: MasterNode, log: Callable[[str], None], *,
                  request_timeout: float = 10.0, max_connections: int = 16,
-                 max_payload: int = keyfork_ipc.MAX_PAYLOAD) -> None:
+                 max_payload: int = keyfork_ipc.MAX_PAYLOAD,
+                 quorum_once: bool = True) -> None:
         self._master = master
+        self._quorum_once = quorum_once  # serve m/7366512'/0' (and below) to one request only
+        self._quorum_served = False
         self._log = log
         self._request_timeout = request_timeout
         self._max_connections = max_connections
@@ -120,7 +127,10 @@ class KeyforkServer:
                 return
             if payload is None:
                 return
-            reply = keyfork_ipc.answer(payload, self._master.node())
+            reply = keyfork_ipc.answer(
+                payload, self._master.node(),
+                quorum_available=not (self._quorum_once and self._quorum_served))
+            self._quorum_served |= reply.quorum
             self._log(reply.log)
             writer.write(frame.encode(reply.payload))
             await writer.drain()

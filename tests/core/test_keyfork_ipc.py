@@ -211,3 +211,18 @@ def test_socket_resolution_order(option: str | None, env: dict[str, str], expect
     location = resolve_socket_location(option, env)
     assert (location.path, location.runtime_dir) == (expected, runtime_dir)
     assert resolve_socket_path(option, env) == expected
+
+
+def test_a_refused_quorum_path_is_an_error_reply_and_other_paths_are_served() -> None:
+    from locksmith.core import slip10
+    master = slip10.ExtendedKey(private_key=b"\x01" * 32, chain_code=b"\x02" * 32)
+    for path in ("m/7366512'/0'", "m/7366512'/0'/0'/5'"):
+        reply = keyfork_ipc.answer(keyfork_ipc.encode_request(path), master,
+                                   quorum_available=False)
+        assert reply.close and not reply.quorum
+        assert reply.payload == keyfork_ipc.encode_error(keyfork_ipc.QUORUM_ALREADY_SERVED)
+    served = keyfork_ipc.answer(keyfork_ipc.encode_request("m/7366512'/0'"), master)
+    assert served.quorum and not served.close
+    sibling = keyfork_ipc.answer(keyfork_ipc.encode_request("m/7366512'/1'"), master,
+                                 quorum_available=False)
+    assert not sibling.quorum and not sibling.close
