@@ -11,7 +11,8 @@ APT_STAMP := .apt-installed
 # Debian packages: the GnuPG and Sequoia interop oracles (gnupg, sq; procps for pkill); the
 # smart-card test stack (pcscd, the vsmartcard-vpcd virtual reader, GnuPG's scdaemon); and what pip
 # needs to compile pyscard, which has no Linux wheel (swig, libpcsclite-dev, gcc, pkg-config).
-APT_PACKAGES := gnupg sq procps pcscd vsmartcard-vpcd scdaemon libpcsclite-dev swig gcc pkg-config
+# `make image-test` builds the Containerfile with podman from Debian bases made by mmdebstrap.
+APT_PACKAGES := gnupg sq procps pcscd vsmartcard-vpcd scdaemon libpcsclite-dev swig gcc pkg-config podman mmdebstrap
 # pyscard also needs $(PYTHON)'s C headers, and the venv step its venv module: Debian's own python3
 # (3.11 on Debian 12) has them in packages; another build of Python (pyenv's) brings both.
 # Without any python3 yet, Debian's is installed (PYTHON is looked up again afterwards).
@@ -26,7 +27,7 @@ CLI_UNTRUSTED_INSTALL_DIR ?= $(HOME)/.local/bin
 test: apt venv lint typecheck unit
 
 unit: venv
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile -m 'not image'
 
 # Pyflakes-class mistakes only (unused or undefined names, redefinitions): no style opinions.
 lint: venv
@@ -35,8 +36,9 @@ lint: venv
 typecheck: venv
 	$(PY) -m mypy
 
-build: venv
-	./build.sh
+# build.sh sets up its own pinned build environment (README "The zipapp"): no venv needed.
+build:
+	PYTHON="$(PYTHON)" ./build.sh
 
 # A full 2-of-3 quorum unlock on loopback with the real programs (demo/demo.sh says each step).
 demo: apt venv build
@@ -79,7 +81,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt | $(APT_STAMP)
 	@test -n "$(PYTHON)" || { echo "python3.11 not found" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || \
-	    { echo "Python 3.11 is required (PGPy does not import on 3.13); found $$($(PYTHON) --version)" >&2; exit 1; }
+	    { echo "Python 3.11 is required for the development venv (constraints.txt pins its tools; the zipapp runs on 3.11-3.13); found $$($(PYTHON) --version)" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev,card]'
@@ -95,3 +97,9 @@ install-cli-untrusted:
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info $(APT_STAMP)
+
+# The enclave images (Containerfile) built with podman from mmdebstrap bases and booted with chroot
+# (tests/test_image.py; root only). Not part of `make test`: .ci/run runs both.
+.PHONY: image-test
+image-test: apt venv
+	$(PY) -m pytest -q tests/test_image.py

@@ -8,9 +8,10 @@
 # Environment: PYTHON, the Python 3.11 to build with (default: python3.11 on PATH).
 #
 # Steps: preflight (every missing tool is named with its package per distribution; exit 1 and
-# nothing is built), the install directory's checks, the build in a throw-away virtual
-# environment (build.sh; pinned by constraints.txt), then an atomic install: a temporary file in
-# DIR, mode 0755, fsynced, renamed to DIR/caution.
+# nothing is built), the install directory's checks, the build (build.sh, in a throw-away virtual
+# environment of its own, from the hash-pinned requirements/*.lock; its `sha256 HEX  FILE` line
+# goes to stderr), then an atomic install: a temporary file in DIR, mode 0755, fsynced, renamed to
+# DIR/caution.
 set -euo pipefail
 
 usage() {
@@ -59,9 +60,17 @@ command -v flock >/dev/null ||
         "apt-get install util-linux" "dnf install util-linux" "brew install flock"
 
 if [ "$mode" = reproducible ]; then
-    command -v python3.11 >/dev/null ||
-        need "python3.11 is not on PATH (the installed caution starts with '#!/usr/bin/env python3.11')" \
-            "apt-get install python3.11" "dnf install python3.11" "brew install python@3.11"
+    # The installed caution runs with the first supported one of these (shipping/preamble.sh).
+    runs=0
+    for candidate in python3 python3.13 python3.12 python3.11; do
+        if "$candidate" -c 'import sys; sys.exit(0 if sys.implementation.name == "cpython" and (3, 11) <= sys.version_info[:2] <= (3, 13) else 1)' >/dev/null 2>&1; then
+            runs=1
+            break
+        fi
+    done
+    [ "$runs" = 1 ] ||
+        need "no CPython 3.11, 3.12 or 3.13 on PATH as python3, python3.13, python3.12 or python3.11 (the installed caution runs with the first of them)" \
+            "apt-get install python3" "dnf install python3" "brew install python@3.13"
 else
     # The compiler pip's build of pyscard runs: $CC, else the one Python was built with.
     cc="${CC:-}"
@@ -116,13 +125,10 @@ cleanup() {
 trap cleanup EXIT
 
 echo "Building the $mode caution zipapp ..." >&2
-"$python" -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    --constraint "$repo/constraints.txt" shiv
 if [ "$mode" = untrusted ]; then
-    PYTHON="$work/venv/bin/python" "$repo/build.sh" --with-card "$work/caution.pyz"
+    PYTHON="$python" "$repo/build.sh" --with-card "$work/caution.pyz" >&2
 else
-    PYTHON="$work/venv/bin/python" "$repo/build.sh" "$work/caution.pyz"
+    PYTHON="$python" "$repo/build.sh" "$work/caution.pyz" >&2
 fi
 
 # --- atomic install ---------------------------------------------------------------------------

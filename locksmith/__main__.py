@@ -3,6 +3,8 @@
 The personality is chosen by the basename of argv[0] (`caution`, `locksmithd`, ... as symlinks to
 the zipapp) or, for the generic names, by the first argument. Each personality module is imported
 only when chosen: the enclave boot path must not import the CLI or HTTP stacks (spec README §2).
+Under a generic name, `--help` lists the personalities and `--version` names the version, the
+zipapp's build id and the Python running it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ PERSONALITIES: dict[str, str | None] = {
     "locksmith-oneshot": "locksmith.personalities.oneshot",
     "locksmithd": "locksmith.personalities.locksmithd",
 }
+SUMMARIES = {
+    "caution": "holder/developer CLI: keys, quorums, secrets, send-shard, attestations, cards",
+    "keyforkd": "holds the secret in memory, answers derivations on a 0600 Unix socket",
+    "keymaker": "quorum-generation HTTP service",
+    "locksmith-oneshot": "decrypts the app's secrets, prints `export NAME='value'` lines",
+    "locksmithd": "shard receiver on TCP 49504; recovers the secret and starts keyforkd",
+}
 
 
 def _personality_name(argv0: str) -> str | None:
@@ -33,6 +42,36 @@ def _unknown(name: str) -> int:
     return 2
 
 
+def _help(program: str) -> int:
+    print(f"usage: {program} PERSONALITY [ARGS...]   (or a symlink named like the personality)\n"
+          "\npersonalities:")
+    width = max(map(len, PERSONALITIES))
+    for name in sorted(PERSONALITIES):
+        print(f"  {name:<{width}}  {SUMMARIES.get(name, '')}".rstrip())
+    print("\noptions:\n  --help     this list\n  --version  version, build id and Python\n"
+          f"\n`{program} PERSONALITY --help` describes a personality.")
+    return 0
+
+
+def build_id() -> str | None:
+    """The zipapp's build id (shiv's SHA-256 of its site-packages); None outside a zipapp."""
+    launcher = sys.modules.get("_locksmith_launcher")  # the zipapp's launcher (shipping/)
+    value = getattr(launcher, "BUILD_ID", None)
+    return value if isinstance(value, str) else None
+
+
+def _version() -> int:
+    import platform
+
+    from locksmith import __version__
+
+    build = build_id()
+    where = f"build {build}" if build else "not a zipapp build"
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    print(f"locksmith {__version__} ({where}; {python})")
+    return 0
+
+
 def run(argv: Sequence[str]) -> int:
     """Dispatch `argv` (argv[0] included) and return the exit status."""
     args = list(argv)
@@ -43,6 +82,11 @@ def run(argv: Sequence[str]) -> int:
         if len(args) < 2:
             return _unknown("")
         name, rest = args[1], args[2:]
+        if name in ("--help", "-h"):
+            program = os.path.basename(args[0])
+            return _help("python -m locksmith" if program == "__main__.py" else program or "locksmith")
+        if name == "--version":
+            return _version()
         if name not in PERSONALITIES:
             return _unknown(name)
     module_path = PERSONALITIES[name]

@@ -98,3 +98,9 @@ def zipapp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- virtual smart cards: private pcscd + vpcd + jcecard (tests/cardkit) ---------------------
 from tests.cardkit.fixtures import card_stack, virtual_card, virtual_cards  # noqa: E402, F401
 # --- end of virtual smart cards ----------------------------------------------------------------
+
+
+# --- the enclave images (tests/test_image.py, `make image-test`) ------------------------------
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "image: builds and boots the Containerfile's images (root, podman, mmdebstrap)")
