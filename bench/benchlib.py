@@ -96,12 +96,12 @@ def source_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def shebang_interpreter() -> JSON:
-    """What `/usr/bin/env python3.11` (the zipapp's shebang) resolves to here.
+    """What the zipapp's launcher finds first here (`python3`, then python3.13 … 3.11).
 
     A pyenv shim is a bash script that re-executes the real interpreter, adding a fixed cost
-    to every zipapp start that an enclave image (a plain /usr/bin/python3.11) does not have;
+    to every zipapp start that an enclave image (a plain /usr/bin/python3) does not have;
     the benchmarks report it so a number is never read without knowing that."""
-    found = shutil.which("python3.11")
+    found = shutil.which("python3")
     if found is None:
         return {"path": None, "is_script": False}
     with open(found, "rb") as handle:
@@ -110,10 +110,12 @@ def shebang_interpreter() -> JSON:
 
 
 def real_interpreter_path(directory: Path) -> Path:
-    """A PATH entry whose `python3.11` is the interpreter itself (no shim in between)."""
+    """A PATH entry whose `python3` and `python3.11` are the interpreter itself (no shim in
+    between): the names the zipapp's launcher tries."""
     path_dir = directory / "realpy"
     path_dir.mkdir()
-    (path_dir / "python3.11").symlink_to(os.path.realpath(PYTHON))
+    for name in ("python3", "python3.11"):
+        (path_dir / name).symlink_to(os.path.realpath(PYTHON))
     return path_dir
 
 

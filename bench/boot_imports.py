@@ -70,7 +70,7 @@ def measure(zipapp: Path, repetitions: int) -> JSON:
         "headline": ", ".join(f"{k} --help {v['median_s']} s" for k, v in results.items())
                     + ("; forbidden imports: " + "; ".join(violations) if violations
                        else "; no forbidden imports"),
-        "measurements": {"repetitions": repetitions, "shebang_python3.11": shebang_interpreter(),
+        "measurements": {"repetitions": repetitions, "launcher_python3": shebang_interpreter(),
                          **results},
     }
 
