@@ -39,11 +39,16 @@ if os.path.lexists(path):
     sys.exit(4)
 if mode.startswith("exit"):
     sys.exit(int(mode[4:]))
-if mode == "start":
+if mode in ("start", "start-then-die"):
     from locksmith.personalities.keyforkd_launch import start_keyforkd
     secret = bytearray.fromhex(open(os.environ["FAKE_SECRET_FILE"]).read().strip())
     pid = start_keyforkd(secret, path)
     open(os.environ["FAKE_PID_FILE"], "w").write(str(pid))
+    if mode == "start-then-die":  # keyforkd dies between locksmithd's exit and the oneshot
+        import signal, time
+        os.kill(pid, signal.SIGTERM)
+        while os.path.lexists(path):
+            time.sleep(0.02)
 sys.exit(0)
 """
 
@@ -129,6 +134,16 @@ def _write_secret(boot: Boot, name: str, value: bytes | str, keys: quorumkey.Quo
 def _environment(dump: bytes) -> dict[bytes, bytes]:
     entries = [e for e in dump.split(b"\0") if e]
     return dict(e.split(b"=", 1) for e in entries)
+
+
+def test_keyforkd_dying_before_the_oneshot_stops_the_boot_with_a_reason(
+        boot: Boot, keys: quorumkey.QuorumKeys) -> None:
+    _write_secret(boot, "TOKEN", "s3cret", keys)
+    status, out, err = boot.run("sh", "-c", "echo APPLICATION STARTED",
+                                FAKE_LOCKSMITHD="start-then-die", LOCKSMITH_SOCKET_WAIT="1")
+    assert status != 0 and out == b""
+    assert "locksmith-run: keyforkd socket did not appear" in err
+    assert "s3cret" not in err
 
 
 def test_the_application_receives_every_value_byte_exactly(
