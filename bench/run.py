@@ -31,6 +31,8 @@ BENCHMARKS = {  # name -> whether it takes --zipapp
     "oneshot_vs_gpg": True,
     "keymaker_generation": False,
     "boot_imports": True,
+    "identification": False,
+    "image": False,  # builds its own images (root, podman, mmdebstrap)
 }
 
 

@@ -10,6 +10,8 @@
 * `Client`: one connection driven by `core.protocol.HolderSession`, verifying the attestation
   as `send-shard` does; `submit_raw` builds message 3 by hand for the cases a well-behaved
   session refuses to produce (tampered ciphertext, a malformed share).
+* `HostilePeers`: N keyless peers on one thread that send message 1, read whatever comes and
+  idle; a peer whose connection the server cuts reconnects at once (finding F1's attacker).
 
 Holders and bundles come from `tests.core.protocol_kit` (the reference fixture and quorums
 from `generate_quorum` over `generate_holder_key` keys).
@@ -19,10 +21,12 @@ from __future__ import annotations
 
 import os
 import re
+import selectors
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -341,3 +345,92 @@ def share_request(shard: Sequence[int] | bytes, threshold: int, bundle_hash: byt
     return ShareRequest(bytearray(shard), threshold,
                         None if bundle_hash is None else bundle_hash.hex()).encode()
 
+
+
+# --- keyless peers holding connections (finding F1) --------------------------------------------
+
+
+class HostilePeers:
+    """`count` peers that connect, send message 1, read and discard whatever comes (message 2)
+    and idle; when the server cuts one it reconnects at once. One thread, non-blocking sockets;
+    `stop()` closes everything. Counters: `attested` (connections that received bytes),
+    `cut` (connections the server closed), `refused` (cut before any byte arrived)."""
+
+    def __init__(self, address: tuple[str, int], count: int) -> None:
+        self.address = address
+        self.count = count
+        self.attested = 0
+        self.cut = 0
+        self.refused = 0
+        self._selector = selectors.DefaultSelector()
+        self._got: dict[socket.socket, bool] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> HostilePeers:
+        for _ in range(self.count):
+            self._open()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def open(self) -> int:
+        return len(self._got)
+
+    @property
+    def holding(self) -> int:
+        """Connections open now that have received their message 2."""
+        return sum(self._got.values())
+
+    def wait_attested(self, at_least: int, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.holding < at_least:
+            assert time.monotonic() < deadline, (
+                f"only {self.holding} of {at_least} hostile connections were attested")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        for sock in list(self._got):
+            self._selector.unregister(sock)
+            sock.close()
+        self._got.clear()
+        self._selector.close()
+
+    def _open(self) -> None:
+        sock = socket.create_connection(self.address, timeout=5)
+        sock.sendall(HolderSession().send_nonce())
+        sock.setblocking(False)
+        self._got[sock] = False
+        self._selector.register(sock, selectors.EVENT_READ)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for key, _ in self._selector.select(timeout=0.05):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if data:
+                    if not self._got[sock]:
+                        self._got[sock] = True
+                        self.attested += 1
+                    continue
+                self.cut += 1
+                self.refused += not self._got.pop(sock)
+                self._selector.unregister(sock)
+                sock.close()
+                if not self._stop.is_set():
+                    try:
+                        self._open()
+                    except OSError:
+                        pass  # the daemon is gone: the run is over

@@ -29,9 +29,9 @@ from locksmith.core.openpgp.secretkeys import load_secret_keys
 from locksmith.core.protocol import Accepted, Rejected
 from locksmith.core.protocol_messages import MALFORMED_SHARE_REQUEST, submission_bundle_hash
 from locksmith.core.reconstitution import (
-    LOG_CONTRIBUTORS, LOG_FOREIGN_SUBKEY, LOG_MISMATCH, LOG_MISMATCH_V0, LOG_QUORUM,
-    REJECT_COORDINATE, REJECT_DUPLICATE, REJECT_FOREIGN_SUBKEY, REJECT_MALFORMED_SHARE,
-    REJECT_MISMATCH, REJECT_OTHER_BUNDLE, REJECT_THRESHOLD,
+    LOG_CONTRIBUTORS, LOG_CULPRIT, LOG_FOREIGN_SUBKEY, LOG_QUORUM, REJECT_COORDINATE,
+    REJECT_DUPLICATE, REJECT_FOREIGN_SUBKEY, REJECT_MALFORMED_SHARE, REJECT_OTHER_BUNDLE,
+    REJECT_THRESHOLD, REJECT_UNKNOWN_HOLDER,
 )
 from tests.core.protocol_kit import (
     FIXTURE_SECRET, T0, fixture_quorum, generated_quorum, tampered_public_key, with_public_key,
@@ -205,8 +205,10 @@ def test_rejections_carry_the_spec_reasons_and_never_consume_a_slot(
     assert h1.share.hex() not in log and bytes(h1.share).hex().upper() not in log
 
 
-def test_a_wrong_share_at_quorum_restarts_the_round_and_the_honest_holders_then_unlock(
+def test_a_wrong_share_is_kept_aside_and_the_next_honest_holder_completes_the_quorum(
         sim: Sim, daemons: Daemons, sockdir: Path, tmp_path: Path) -> None:
+    """protocol.md §8 as amended: a failed recovery keeps every share (no restart), answers the
+    submitter `remaining: 1`, and the round tries other subsets when the next share arrives."""
     quorum = generated_quorum(2, 3, "ImportedV0")
     digest = submission_bundle_hash(quorum.checked.bundle)
     h0, h1, h2 = quorum.holders
@@ -218,17 +220,16 @@ def test_a_wrong_share_at_quorum_restarts_the_round_and_the_honest_holders_then_
         assert client.submit(h0, threshold=2, bundle_hash=digest) == Accepted(1)
     wrong_y = h1.share[:1] + bytes(b ^ 0x5A for b in h1.share[1:])
     with Client(daemon.address, sim) as client:
-        assert client.submit(h1, threshold=2, bundle_hash=digest, share=wrong_y) == \
-            Rejected(REJECT_MISMATCH)
-    log = daemon.wait_for_log(re.escape(LOG_MISMATCH)).string
+        assert client.submit(h1, threshold=2, bundle_hash=digest, share=wrong_y) == Accepted(1)
+    log = daemon.wait_for_log("every share is kept").string
     assert LOG_CONTRIBUTORS.format(contributors=f"0 ({h0.fingerprint}), 1 ({h1.fingerprint})") \
         in log
-    # A new round: holder 0's share went with the old one, the listener stayed up, and the
-    # connection opened before the failure carries on into the new round.
+    # Nothing was wiped: a resubmission is a duplicate, before and after the failure alike.
     with Client(daemon.address, sim) as client:
-        assert client.submit(h0, threshold=2, bundle_hash=digest) == Accepted(1)
+        assert client.submit(h0, threshold=2, bundle_hash=digest) == Rejected(REJECT_DUPLICATE)
     assert in_progress.submit(h2, threshold=2, bundle_hash=digest) == Accepted(0)
     assert daemon.wait() == 0, daemon.log()
+    assert LOG_CULPRIT.format(k=1, fpr=h1.fingerprint) in daemon.log()
 
 
 def test_v0_holder_claiming_a_wrong_threshold_does_not_block_the_honest_holders(
@@ -240,21 +241,42 @@ def test_v0_holder_claiming_a_wrong_threshold_does_not_block_the_honest_holders(
                             *sim.args(), "--keyforkd-socket", str(sock)])
     assert "(v0 bundle, threshold per share set of 5)" in daemon.log()
     steps = [
-        (h[3], 1, Rejected(REJECT_MISMATCH)),  # a set of one: recovered at once, wrong, dropped
+        (h[3], 1, Accepted(1)),  # a set of one: recovered at once, wrong, kept
         (h[4], 4, Accepted(3)),  # a set of its own that never completes
         (h[0], 3, Accepted(2)),
         (h[1], 3, Accepted(1)),
-        (h[3], 3, Accepted(0)),  # holder 3's failed share was wiped with its set
+        (h[3], 3, Rejected(REJECT_DUPLICATE)),  # one share per holder per round
+        (h[2], 3, Accepted(0)),
     ]
     for holder, claimed, verdict in steps:
         with Client(daemon.address, sim) as client:
             assert client.submit(holder, threshold=claimed, bundle_hash=None) == verdict
     assert daemon.wait() == 0, daemon.log()
     log = daemon.log()
-    assert LOG_MISMATCH_V0.format(t=1) in log
+    assert "no 1 of the 1 shares held for threshold 1 recover the bundle's secret" in log
     assert f"accepted share from holder 4 ({h[4].fingerprint}) for threshold 4; 3 remaining" \
         in log
     _assert_keyforkd_serves(sock, quorum.secret)
+
+
+def test_a_holder_excluded_by_the_operator_is_an_unknown_holder_and_the_others_unlock(
+        sim: Sim, daemons: Daemons, sockdir: Path, tmp_path: Path) -> None:
+    bundle, quorum, digest = v1_quorum(sim, 2, 3)
+    h0, h1, h2 = quorum.holders
+    daemon = daemons.start(["--bundle", str(write_bundle(tmp_path, bundle)), *sim.v1_args(),
+                            "--keyforkd-socket", str(sockdir / "k.sock")],
+                           env={"LOCKSMITHD_EXCLUDE_HOLDERS": h0.fingerprint.lower()})
+    assert (f"excluding holder 0 ({h0.fingerprint}) at the operator's request: its "
+            "submissions are refused") in daemon.log()
+    with Client(daemon.address, sim) as client:
+        assert client.submit(h0, threshold=2, bundle_hash=digest) == \
+            Rejected(REJECT_UNKNOWN_HOLDER)
+    for holder, remaining in ((h1, 1), (h2, 0)):
+        with Client(daemon.address, sim) as client:
+            assert client.submit(holder, threshold=2, bundle_hash=digest) == Accepted(remaining)
+    assert daemon.wait() == 0, daemon.log()
+    assert f"submission from holder 0 ({h0.fingerprint}), excluded by the operator" in \
+        daemon.log()
 
 
 def test_a_foreign_subkey_in_the_bundle_is_fatal_after_recovery(

@@ -1,6 +1,9 @@
-"""locksmithd's limits (protocol.md §9) against real daemons with their real defaults, plus the
-300 s connection limit in-process with shortened `Limits` (the daemon itself has no way to
-change them) and the rate-limited log."""
+"""locksmithd's limits (protocol.md §9 as amended) against real daemons with their real
+defaults, plus, in-process with shortened `Limits` (the daemon itself has no way to change
+them): admission past the slots (finding F1: the longest-idle connection makes way, a silent
+one makes way for a new one, a new one is refused only behind peers that sent message 1), the
+queue, message-3 and 300 s deadlines, and the rate-limited log. The acceptance runs with
+hostile peers at the real defaults are in test_locksmithd_abuse.py."""
 
 from __future__ import annotations
 
@@ -8,22 +11,26 @@ import asyncio
 import resource
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from locksmith.core import frame
-from locksmith.core.protocol import Accepted, BundleHolders, ReconstitutionRound, Rejected
+from locksmith.core.protocol import Accepted, BundleHolders, ReconstitutionRound
 from locksmith.core.protocol_messages import MESSAGE1_CAP, MESSAGE3_CAP
-from locksmith.core.reconstitution import REJECT_DUPLICATE
 from locksmith.personalities.locksmithd.logsink import RateLimitedLog
 from locksmith.personalities.locksmithd.options import ListenAddress
-from locksmith.personalities.locksmithd.server import Limits, Locksmithd, Stopped
+from locksmith.personalities.locksmithd.server import (
+    Limits, Locksmithd, Outcome, Stopped, Unlocked,
+)
 from locksmith.personalities.locksmithd.startup import bind
 from tests.core.protocol_kit import fixture_quorum
 from tests.keyforkd_util import short_dir
 from tests.locksmithd_kit import Client, Daemon, Daemons, Sim
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -37,34 +44,135 @@ def _header(length: int) -> bytes:
     return length.to_bytes(4, "big")
 
 
-def test_33rd_connection_is_closed_at_once_and_the_32_others_proceed(
-        sim: Sim, fixture_daemon: Daemon) -> None:
+def _in_process(sim: Sim, limits: Limits,
+                body: Callable[[tuple[str, int]], T]) -> tuple[T, Outcome]:
+    """Serve the fixture bundle in this process with `limits` while `body(address)` runs in a
+    thread; then stop (a no-op if the quorum was reached) and return both results."""
+    quorum = fixture_quorum()
+
+    async def scenario() -> tuple[T, Outcome]:
+        listener = bind(ListenAddress("127.0.0.1", 0))
+        server = Locksmithd(holders=BundleHolders.from_bundle(quorum.checked),
+                            round=ReconstitutionRound.from_bundle(quorum.checked), nsm=sim.nsm,
+                            limits=limits, handle_signals=False)
+        serving = asyncio.create_task(server.serve(listener))
+        try:
+            result = await asyncio.to_thread(body, listener.getsockname()[:2])
+        finally:
+            server.stop()
+        outcome = await serving
+        if isinstance(outcome, Unlocked):
+            outcome.secret[:] = bytes(32)
+        return result, outcome
+
+    return asyncio.run(scenario())
+
+
+def _silent(address: tuple[str, int]) -> socket.socket:
+    return socket.create_connection(address, timeout=5)
+
+
+def _sent_message_1(address: tuple[str, int], sim: Sim) -> Client:
+    client = Client(address, sim)
+    client.sock.sendall(client.session.send_nonce())
+    return client
+
+
+def _closed(sock: socket.socket, within: float) -> bool:
+    sock.settimeout(within)
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except TimeoutError:
+        return False
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+
+
+def test_past_the_slots_the_longest_idle_connection_makes_way_for_a_waiting_holder(
+        sim: Sim, capsys: pytest.CaptureFixture[str]) -> None:
+    """Slots 2, grace 0.5 s: two idle attested peers hold both slots; each holder waits until
+    the older idle peer's grace is over, then takes its slot and submits."""
     alice, bob = fixture_quorum().holders
-    clients = [Client(fixture_daemon.address, sim) for _ in range(32)]
-    for client in clients:
-        client.attest()
-    with Client(fixture_daemon.address, sim) as extra:
-        waited = extra.closed_within(5)
-        assert waited is not None and waited < 2.0  # closed at once, not after 10 s
-    fixture_daemon.wait_for_log(r"limit hit: 32 connections open; closed a new connection "
-                                r"from 127\.0\.0\.1:\d+ at once")
-    # A slot is released when its connection ends, however it ends.
-    clients.pop().close()
-    deadline = time.monotonic() + 5
-    while True:
-        replacement = Client(fixture_daemon.address, sim)
-        if replacement.try_attest():
-            break
-        replacement.close()
-        assert time.monotonic() < deadline, "the freed slot was never reused"
-        time.sleep(0.05)
-    clients.append(replacement)
-    # The 32 proceed to their verdicts.
-    assert clients[0].submit(alice, threshold=2, bundle_hash=None) == Accepted(1)
-    for client in clients[1:-1]:
-        assert client.submit(alice, threshold=2, bundle_hash=None) == Rejected(REJECT_DUPLICATE)
-    assert clients[-1].submit(bob, threshold=2, bundle_hash=None) == Accepted(0)
-    assert fixture_daemon.wait() == 0, fixture_daemon.log()
+
+    def body(address: tuple[str, int]) -> list[float]:
+        idle = [Client(address, sim) for _ in range(2)]
+        for client in idle:
+            client.attest()
+        waits = []
+        for holder, remaining in ((alice, 1), (bob, 0)):
+            start = time.monotonic()
+            with Client(address, sim) as client:
+                client.attest()
+                waits.append(time.monotonic() - start)
+                assert client.submit(holder, threshold=2, bundle_hash=None) == \
+                    Accepted(remaining)
+        assert all(_closed(client.sock, 1.0) for client in idle)  # both were cut
+        return waits
+
+    waits, outcome = _in_process(sim, Limits(slots=2, waiting=4, grace=0.5), body)
+    assert isinstance(outcome, Unlocked)
+    assert 0.3 <= waits[0] <= 2.0 and waits[1] <= 2.0, waits
+    err = capsys.readouterr().err
+    assert "evicted the connection from 127.0.0.1:" in err
+    assert "it had not sent message 3 0.5 s after message 2 and a holder was waiting" in err
+
+
+def test_a_new_connection_pushes_out_a_silent_one_and_is_refused_only_behind_message_1(
+        sim: Sim, capsys: pytest.CaptureFixture[str]) -> None:
+    """Waiting places 2: a connection that sent nothing makes way for a new one; peers that
+    sent message 1 keep their places, so only then is the newcomer closed at once."""
+
+    def body(address: tuple[str, int]) -> None:
+        holder = Client(address, sim)
+        holder.attest()  # the one slot
+        silent = _silent(address)
+        queued = _sent_message_1(address, sim)
+        time.sleep(0.2)
+        newcomer = _sent_message_1(address, sim)
+        assert _closed(silent, 2.0)
+        assert not _closed(queued.sock, 0.3) and not _closed(newcomer.sock, 0.1)
+        refused = _silent(address)
+        assert _closed(refused, 2.0)
+        for sock in (holder.sock, queued.sock, newcomer.sock, refused):
+            sock.close()
+
+    _, outcome = _in_process(sim, Limits(slots=1, waiting=2, grace=30.0), body)
+    assert isinstance(outcome, Stopped)
+    err = capsys.readouterr().err
+    assert "its message 1 was not complete and a new connection needed its place" in err
+    assert "limit hit: 2 connections waiting for a slot; closed a new connection from" in err
+
+
+def test_message_3_is_due_soon_after_message_2_and_a_slot_soon_after_message_1(
+        sim: Sim, capsys: pytest.CaptureFixture[str]) -> None:
+    """Message 3 within `submission` of message 2 (30 s by default: a touch of a card); an
+    attestation slot within `queue` of message 1; a peer that leaves the queue costs nothing."""
+
+    def body(address: tuple[str, int]) -> tuple[float, float]:
+        start = time.monotonic()
+        holder = Client(address, sim)
+        holder.attest()
+        queued = _sent_message_1(address, sim)
+        leaving = _sent_message_1(address, sim)
+        leaving.close()
+        assert _closed(queued.sock, 3.0)
+        queue_cut = time.monotonic() - start
+        assert _closed(holder.sock, 3.0)
+        submission_cut = time.monotonic() - start
+        queued.close()
+        holder.close()
+        return queue_cut, submission_cut
+
+    (queue_cut, submission_cut), _ = _in_process(
+        sim, Limits(slots=1, queue=0.6, submission=1.2, grace=30.0), body)
+    assert 0.5 <= queue_cut <= 1.5 and 1.1 <= submission_cut <= 2.2
+    err = capsys.readouterr().err
+    assert "limit hit: no attestation slot within 0.6 s; closed the connection from" in err
+    assert ("limit hit: no complete message 3 within 1.2 s of message 2; closed the connection "
+            "from") in err
+    assert "closed while waiting for a slot" in err
 
 
 def test_frames_over_the_limit_are_refused_from_the_header_without_reading_the_body(

@@ -23,6 +23,7 @@ from locksmith.core.keyfork_ipc import SocketLocation
 from locksmith.personalities.locksmithd.options import (
     DEFAULT_BUNDLE, DEFAULT_POLICY, ListenAddress, UsageError, parse_listen, parse_options,
 )
+from tests.core.protocol_kit import fixture_quorum
 from tests.locksmithd_kit import Daemons, Sim, v1_quorum, write_bundle
 
 
@@ -91,6 +92,20 @@ def test_options_fall_back_to_the_environment_then_the_defaults() -> None:
     assert explicit.keyforkd_socket == SocketLocation("/k.sock")
     empty = parse_options([], {name: "" for name in env})  # empty variables count as unset
     assert (empty.bundle, str(empty.listen)) == (DEFAULT_BUNDLE, "0.0.0.0:49504")
+
+
+def test_excluded_holders_come_from_repeated_options_else_the_environment() -> None:
+    alice, bob = (h.fingerprint for h in fixture_quorum().holders)
+    assert parse_options([], {}).exclude_holders == ()
+    spaced = " ".join(alice[i:i + 4] for i in range(0, 40, 4)).lower()  # as gpg prints it
+    argv = ["--exclude-holder", spaced, "--exclude-holder", bob, "--exclude-holder", alice]
+    assert parse_options(argv, {}).exclude_holders == (alice, bob)
+    env = {"LOCKSMITHD_EXCLUDE_HOLDERS": f" {bob.lower()},{alice}\n"}
+    assert parse_options([], env).exclude_holders == (bob, alice)
+    assert parse_options(["--exclude-holder", alice], env).exclude_holders == (alice,)
+    for bad in ("", "ABCD", alice + "0", "G" * 40):
+        with pytest.raises(UsageError, match="invalid holder fingerprint"):
+            parse_options(["--exclude-holder", bad], {})
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -171,6 +186,18 @@ REFUSALS: dict[str, Case] = {
                                     str(f.v0)], 1, "cannot open the NSM (simulated): "),
     "unknown option": (lambda f: ["--bundle", str(f.v0), "--frobnicate"], 2,
                        "unrecognized arguments: --frobnicate"),
+    "excluding a non-holder": (
+        lambda f: ["--bundle", str(f.v1), "--keymaker-pcr-policy", str(f.sim.policy),
+                   "--trust-root", str(f.sim.root), *f.sim.args(), "--exclude-holder",
+                   "AB" * 20], 1,
+        "--exclude-holder ABABABABABABABABABABABABABABABABABABABAB: no holder of the quorum "
+        "bundle {dir}/bundle.json has this fingerprint"),
+    "excluding below the threshold": (
+        lambda f: ["--bundle", str(f.v1), "--keymaker-pcr-policy", str(f.sim.policy),
+                   "--trust-root", str(f.sim.root), *f.sim.args(),
+                   *(a for h in v1_quorum(f.sim, 2, 3)[1].holders[:2]
+                     for a in ("--exclude-holder", h.fingerprint))], 1,
+        "--exclude-holder: excluding 2 of 3 holders leaves fewer than the threshold 2"),
 }
 
 

@@ -12,6 +12,8 @@ call the NSM. Read top to bottom:
     [I/O: attestation.verify(...)]
     submit(attestation, share, …) --- 3 --->     next_event() → SubmissionReceived
                                                  open_submission(now)        (§7 steps 2–3)
+                                                 (or: signed_submission() → identify off
+                                                  the loop → finish_submission(holder))
                                                    → ShareSubmitted | ShareRejected
                                                  [I/O, under the round lock:
                                                   round.admit(request, holder)  (§8)]
@@ -39,7 +41,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 from locksmith.core import frame, transport
 from locksmith.core.openpgp.holder_signature import HolderSignatureError, sign_detached_text
 from locksmith.core.openpgp.keys import SecretKey
-from locksmith.core.protocol_holders import BundleHolders
+from locksmith.core.protocol_holders import BundleHolders, IdentifiedHolder
 from locksmith.core.protocol_messages import (
     MALFORMED_SHARE_REQUEST, MESSAGE1_CAP, MESSAGE3_CAP, Accepted, AttestationMessage,
     LocalProtocolError, NonceMessage, Rejected, RemoteProtocolError, ShareRequest,
@@ -60,8 +62,8 @@ __all__ = [  # everything locksmithd and send-shard need, from one import
     "BundleTampered", "ConnectionClosed", "EnclaveSession", "HolderSession",
     "LocalProtocolError", "NonceReceived", "ProtocolViolation", "QuorumReached",
     "ReconstitutionRound", "RecoveryFailed", "Rejected", "RemoteProtocolError", "ShareAccepted",
-    "ShareRejected", "ShareSubmitted", "Signer", "SubmissionReceived", "UnexpectedAnswer",
-    "submission_bundle_hash",
+    "ShareRejected", "ShareSubmitted", "SignedSubmission", "Signer", "SubmissionReceived",
+    "UnexpectedAnswer", "submission_bundle_hash",
 ]
 
 LOG_SIGNATURE_FAILED = "holder signature verification failed: {category}"  # enclave.md §3.2
@@ -96,6 +98,14 @@ class NonceReceived:
 @dataclass(frozen=True)
 class SubmissionReceived:
     """Message 3 was well-formed: call `open_submission(now)`."""
+
+
+@dataclass(frozen=True)
+class SignedSubmission:
+    """Message 3's signature and the bytes it must cover (P as UTF-8), for identification."""
+
+    signature: str = field(repr=False)
+    data: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -159,6 +169,11 @@ class _Framed:
     @property
     def state(self) -> str:
         return self._state.value
+
+    @property
+    def overflowed(self) -> bool:
+        """The peer sent more than the protocol allows; the next event will say so."""
+        return self._overflow
 
     def _buffer_limit(self) -> int:
         raise NotImplementedError
@@ -273,19 +288,36 @@ class EnclaveSession(_Framed):
 
     def open_submission(self, now: int) -> ShareSubmitted | ShareRejected:
         """§7 steps 2 and 3 at the enclave's time `now` (Unix seconds). Either result is then
-        answered with `send_verdict`: a `ShareRejected` directly, a `ShareSubmitted` with the
-        round's verdict."""
+        answered with `send_verdict`: a `ShareSubmitted` with the round's verdict, a
+        `ShareRejected` directly. (A server that stages identification — screen, then scan
+        off its event loop, protocol_holders — uses `signed_submission` and
+        `finish_submission` instead; the outcome is the same.)"""
+        signed = self.signed_submission()
+        try:  # step 2: exactly one holder (texts and log categories: holder_signature)
+            identified: IdentifiedHolder | HolderSignatureError = self._holders.identify(
+                signed.signature, signed.data, now)
+        except HolderSignatureError as exc:
+            identified = exc
+        return self.finish_submission(identified)
+
+    def signed_submission(self) -> SignedSubmission:
+        """What §7 step 2 identifies: the armored signature and the exact bytes of P."""
+        self._expect(_State.VERIFYING)
+        submission = self._submission
+        assert submission is not None
+        return SignedSubmission(submission.signature, submission.signed_payload.encode("utf-8"))
+
+    def finish_submission(self, identified: IdentifiedHolder | HolderSignatureError
+                          ) -> ShareSubmitted | ShareRejected:
+        """§7 step 3 for the holder step 2 found (or step 2's refusal, answered as is)."""
         self._expect(_State.VERIFYING)
         submission, key = self._submission, self._key
         assert submission is not None and key is not None
         self._submission = None
         self._state = _State.AWAIT_VERDICT
-        try:  # step 2: exactly one holder (texts and log categories: holder_signature)
-            holder = self._holders.identify(submission.signature,
-                                            submission.signed_payload.encode("utf-8"), now)
-        except HolderSignatureError as exc:
-            return ShareRejected(Rejected(exc.reason),
-                                 (LOG_SIGNATURE_FAILED.format(category=exc.category),))
+        if isinstance(identified, HolderSignatureError):
+            return ShareRejected(Rejected(identified.reason),
+                                 (LOG_SIGNATURE_FAILED.format(category=identified.category),))
         try:  # step 3: P, X25519 + HKDF + AES-GCM, Q
             payload = parse_signed_payload(submission.signed_payload)
             request = parse_share_request(key.open(payload.public_key, payload.encrypted_payload))
@@ -293,7 +325,7 @@ class EnclaveSession(_Framed):
             return ShareRejected(Rejected(MALFORMED_SHARE_REQUEST),
                                  (LOG_REJECTED.format(reason=MALFORMED_SHARE_REQUEST),))
         self._pending = request
-        return ShareSubmitted(holder.index, holder.fingerprint, request)
+        return ShareSubmitted(identified.index, identified.fingerprint, request)
 
     def send_verdict(self, verdict: Verdict) -> bytes:
         """Message 4; afterwards the server closes the connection (§3). Wipes the share."""

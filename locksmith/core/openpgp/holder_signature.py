@@ -7,6 +7,14 @@ at most 60 s ahead of the verifier's clock, made by a signing key live at S and 
 (formats.md §13.3), matching exactly one holder. Each rejection text of protocol.md §7 is
 defined once here; the failure also carries the fixed log category of protocol.md §7
 ("Logging"), so the server can log one bounded line without repeating any input.
+
+Identification cost (review finding F3): a submission's signature is one packet, so what it
+covers — the canonicalised P plus the trailer, hashed with its one hash algorithm — is the same
+for every candidate key. `signed_digest` computes it once and checks the 2-byte prefix, and
+`verifies_digest` checks a key against that digest; `issuer_hints` reads the issuer key IDs and
+fingerprints so that the caller can try the named keys first. `verify_holder_signature` below
+stays the plain, one-holder-at-a-time reading of protocol.md §7 (the reference the indexed
+identification in `protocol_holders` is tested against).
 """
 
 from __future__ import annotations
@@ -17,16 +25,20 @@ from dataclasses import dataclass
 from locksmith.core.openpgp import armor, packets, signature as sigmod
 from locksmith.core.openpgp.certs import Certificate
 from locksmith.core.openpgp.errors import OpenPGPError
-from locksmith.core.openpgp.keys import PublicKey, SecretKey
+from locksmith.core.openpgp.keys import RSA_ALGORITHMS, PublicKey, SecretKey
 from locksmith.core.openpgp.signature import PreparedSignature, Signature
+# Package-internal: checking a key against a digest computed once (`verifies_digest`) is the
+# whole point of F3, and `signature.verify` would recompute the digest for every key.
+from locksmith.core.openpgp.signature import verify_digest
 from locksmith.core.openpgp.validity import signing_candidates
 
 __all__ = [
     "ACCEPTED_HASHES", "CLOCK_SKEW_TOLERANCE", "HolderMatch", "HolderSignatureError",
     "LOG_CLOCK_SKEW", "LOG_INVALID_ARMOR", "LOG_INVALID_CERTIFICATE", "LOG_INVALID_COUNT",
     "LOG_INVALID_SIGNATURE", "REJECT_CLOCK_SKEW", "REJECT_MULTIPLE_HOLDERS",
-    "REJECT_NO_HOLDER", "armor_signature", "parse_holder_signature", "prepare_detached_text",
-    "sign_detached_text", "verify_for_holder", "verify_holder_signature",
+    "REJECT_NO_HOLDER", "armor_signature", "issuer_hints", "parse_holder_signature",
+    "prepare_detached_text", "same_algorithm", "sign_detached_text", "signed_digest",
+    "verifies_digest", "verify_for_holder", "verify_holder_signature",
 ]
 
 REJECT_NO_HOLDER = "Signature did not verify for any bundle holder"
@@ -109,6 +121,46 @@ def parse_holder_signature(sig_bytes: bytes | str) -> Signature:
             or sig.hash_algorithm not in ACCEPTED_HASHES or unknown):
         raise HolderSignatureError(REJECT_NO_HOLDER, LOG_INVALID_SIGNATURE)
     return sig
+
+
+def signed_digest(sig: Signature, data: bytes) -> bytes | None:
+    """The digest `sig` makes over `data` (one canonicalisation, one hash), or None when the
+    signature's 2-byte digest prefix does not match it: then no key can verify the signature.
+    The prefix is not a secret (anyone can compute it), so a match proves nothing either."""
+    digest = sigmod.signature_digest(sig, sigmod.document(data))
+    return digest if sig.left16 == digest[:2] else None
+
+
+def verifies_digest(key: PublicKey, sig: Signature, digest: bytes) -> bool:
+    """Whether `key` made `sig` over the document whose `signed_digest` is `digest`."""
+    try:
+        verify_digest(key, sig, digest)
+        return True
+    except ValueError:  # OpenPGPError, or `cryptography` refusing the key's numbers
+        return False
+
+
+def same_algorithm(sig: Signature, key: PublicKey) -> bool:
+    """Whether `key` could have made `sig` at all (RSA variants count as one algorithm)."""
+    return sig.pubkey_algorithm == key.algorithm or (
+        sig.pubkey_algorithm in RSA_ALGORITHMS and key.algorithm in RSA_ALGORITHMS)
+
+
+def issuer_hints(sig: Signature) -> tuple[frozenset[bytes], frozenset[bytes]]:
+    """(issuer key IDs, v4 issuer fingerprints) named by `sig`, hashed or unhashed.
+
+    Hints only: an unhashed subpacket is not covered by the signature, and a malformed one is
+    skipped rather than refused (protocol.md §7 does not judge issuers). A fingerprint also
+    names its key ID."""
+    key_ids: set[bytes] = set()
+    fingerprints: set[bytes] = set()
+    for sp in (*sig.hashed, *sig.unhashed):
+        if sp.type == sigmod.ISSUER_KEY_ID and len(sp.body) == 8:
+            key_ids.add(bytes(sp.body))
+        elif sp.type == sigmod.ISSUER_FINGERPRINT and len(sp.body) == 21 and sp.body[0] == 4:
+            fingerprints.add(bytes(sp.body[1:]))
+            key_ids.add(bytes(sp.body[-8:]))
+    return frozenset(key_ids), frozenset(fingerprints)
 
 
 def _verifies(key: PublicKey, sig: Signature, data: bytes) -> bool:

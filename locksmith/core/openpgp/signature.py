@@ -33,7 +33,9 @@ Making and checking:
     `.digest` and `.finish(mpis) -> Signature` (for a smart card: sign `.digest` elsewhere,
     then pass r, s (EdDSA: the 32-byte R and S; ECDSA: integers) or the RSA signature value;
     `finish` verifies the result before returning it).
-  * `verify(public_key, signature, target) -> None`, raising `SignatureError`.
+  * `verify(public_key, signature, target) -> None`, raising `SignatureError`;
+    `verify_digest(public_key, signature, digest)` when the digest is already computed (one
+    hash of a submission checked against several candidate keys).
   * `signature_digest(signature, target) -> bytes`, `hash_algorithm_name(id)`.
 Errors: `SignatureError` (base) > `MalformedSignature`, `UnsupportedSignature`, `BadSignature`.
 Constants: signature types `BINARY`, `TEXT`, `GENERIC_CERTIFICATION` .. `POSITIVE_CERTIFICATION`,
@@ -163,10 +165,10 @@ def signature_digest(signature: Signature, target: HashInput) -> bytes:
 
 def verify(public_key: PublicKey, signature: Signature, target: HashInput) -> None:
     """Check `signature` over `target` with `public_key`; return only if it verifies."""
-    _verify_digest(public_key, signature, signature_digest(signature, target))
+    verify_digest(public_key, signature, signature_digest(signature, target))
 
 
-def _verify_digest(public_key: PublicKey, signature: Signature, digest: bytes) -> None:
+def verify_digest(public_key: PublicKey, signature: Signature, digest: bytes) -> None:
     if signature.left16 != digest[:2]:
         raise BadSignature("signature does not verify (digest prefix mismatch)")
     alg, key_alg = signature.pubkey_algorithm, public_key.algorithm
@@ -215,7 +217,7 @@ class PreparedSignature:
         material = b"".join(encode_mpi(v) for v in mpis)
         sig = Signature(self.sig_type, self.public_key.algorithm, self.hash_algorithm,
                         self.hashed_area, self.unhashed_area, self.digest[:2], material)
-        _verify_digest(self.public_key, sig, self.digest)
+        verify_digest(self.public_key, sig, self.digest)
         return sig
 
 

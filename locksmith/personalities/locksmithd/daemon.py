@@ -107,7 +107,7 @@ def main(argv: list[str]) -> int:
         loaded = prepare(options, log)
         holders = BundleHolders.from_bundle(loaded.checked,
                                             generation_time=loaded.generation_time)
-        round_ = ReconstitutionRound.from_bundle(loaded.checked)
+        round_ = ReconstitutionRound.from_bundle(loaded.checked, excluded=loaded.excluded)
         nsm = open_nsm(options.nsm)
         listener = bind(options.listen)
         log(listening_line(listener, loaded.checked))

@@ -4,6 +4,12 @@ Resolution is pure: `parse_options(argv, env)` returns an `Options` or raises `U
 (exit 2) and touches no file, device or socket, so every usage error is reported before
 anything is read or bound. An empty environment variable counts as unset; an empty option
 value is a usage error (it can only be a mistake in a unit file or script).
+
+`--exclude-holder FPR` (repeatable; env `LOCKSMITHD_EXCLUDE_HOLDERS`, fingerprints separated by
+commas or white space; the options replace the variable) lets an operator shut out a holder
+whose signing key is known to be misused (docs/security.md F2). Here it is only checked to be a
+v4 fingerprint (40 hex digits, spaces allowed inside, any case); startup checks it names a
+holder of the bundle.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from locksmith.core.nsm import NsmChoice, NsmUsageError, resolve_nsm
 from locksmith.personalities.argparsing import add_version
 
 __all__ = [
-    "ListenAddress", "Options", "UsageError", "parse_listen", "parse_options", "usage",
+    "EXCLUDE_ENV", "ListenAddress", "Options", "UsageError", "parse_fingerprint", "parse_listen",
+    "parse_options", "usage",
 ]
 
 DEFAULT_BUNDLE = "/etc/caution/bundle.json"
@@ -26,6 +33,8 @@ DEFAULT_POLICY = "/etc/caution/keymaker-pcr-policy.json"
 DEFAULT_LISTEN = "0.0.0.0:49504"
 
 _PORT = re.compile(r"[0-9]{1,5}")
+_FINGERPRINT = re.compile(r"[0-9A-F]{40}")
+EXCLUDE_ENV = "LOCKSMITHD_EXCLUDE_HOLDERS"
 
 
 class UsageError(ValueError):
@@ -58,6 +67,27 @@ def parse_listen(text: str) -> ListenAddress:
     return ListenAddress(host, int(port))
 
 
+def parse_fingerprint(text: str) -> str:
+    """A v4 fingerprint as the bundle's holders carry it: 40 uppercase hex digits."""
+    value = "".join(text.split()).upper()
+    if not _FINGERPRINT.fullmatch(value):
+        raise UsageError(f"invalid holder fingerprint {text!r}: expected 40 hex digits")
+    return value
+
+
+def _excluded(options: Sequence[str] | None, env: Mapping[str, str]) -> tuple[str, ...]:
+    if options:
+        texts = list(options)
+    else:
+        texts = [t for t in re.split(r"[,\s]+", env.get(EXCLUDE_ENV, "")) if t]
+    out: list[str] = []
+    for text in texts:
+        fpr = parse_fingerprint(text)
+        if fpr not in out:
+            out.append(fpr)
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Options:
     bundle: str
@@ -67,6 +97,7 @@ class Options:
     trust_root: str | None
     allow_debug_enclave: bool
     keyforkd_socket: keyfork_ipc.SocketLocation
+    exclude_holders: tuple[str, ...] = ()  # primary fingerprints, uppercase hex
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--keyforkd-socket", metavar="PATH",
                         help="keyforkd socket (env KEYFORKD_SOCKET_PATH, then "
                         "$XDG_RUNTIME_DIR/keyforkd/keyforkd.sock, then /keyforkd.sock)")
+    parser.add_argument("--exclude-holder", metavar="FPR", action="append",
+                        help="refuse every submission from the holder with this primary "
+                        "fingerprint (repeatable; env LOCKSMITHD_EXCLUDE_HOLDERS, separated by "
+                        "commas or spaces)")
     return parser
 
 
@@ -122,4 +157,5 @@ def parse_options(argv: Sequence[str], env: Mapping[str, str]) -> Options:
         trust_root=args.trust_root,
         allow_debug_enclave=args.allow_debug_enclave,
         keyforkd_socket=keyfork_ipc.resolve_socket_location(args.keyforkd_socket, env),
+        exclude_holders=_excluded(args.exclude_holder, env),
     )

@@ -6,13 +6,13 @@ verify its proof or cannot attest never appears on the network: holders are neve
 submit shares to a daemon that could not use them.
 
     disable core dumps → read bundle → recognise + validate → per generation (V1: policy +
-    proof) → usability → open NSM → bind → `listening on …`
+    proof) → usability (+ `--exclude-holder`) → open NSM → bind → `listening on …`
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from locksmith.core.attestation import TrustAnchor, format_ms
@@ -27,8 +27,8 @@ from locksmith.personalities.hardening import disable_core_dumps
 from locksmith.personalities.locksmithd.options import ListenAddress, Options
 
 __all__ = [
-    "Loaded", "StartupError", "bind", "check_usable", "harden", "listening_line", "load_bundle",
-    "open_nsm", "prepare", "verify_generation",
+    "Loaded", "StartupError", "bind", "check_usable", "excluded_holders", "harden",
+    "listening_line", "load_bundle", "open_nsm", "prepare", "verify_generation",
 ]
 
 LOG_V1 = "V1 bundle verified (PCR set {index}, generated {time})"
@@ -42,6 +42,7 @@ LOG_DEBUG_ALLOWED = ("warning: --allow-debug-enclave: debug-mode (all-zero) Keym
                      "are accepted")
 LOG_TEST_SECRET = ("warning: this bundle's quorum key derives from the PUBLIC test secret "
                    "07x32; anything encrypted to it is readable by anyone")
+LOG_EXCLUDED = "excluding holder {k} ({fpr}) at the operator's request: its submissions are refused"
 LISTEN_BACKLOG = 128
 
 
@@ -53,6 +54,7 @@ class StartupError(Exception):
 class Loaded:
     checked: CheckedBundle
     generation_time: int | None  # V1: the proof's timestamp in seconds (WebAuthn holders)
+    excluded: tuple[int, ...] = ()  # holder indices refused by `--exclude-holder`
 
 
 def _read(path: str) -> bytes:
@@ -146,6 +148,27 @@ def check_usable(checked: CheckedBundle, path: str) -> None:
                            f"holders are inconsistent")
 
 
+def excluded_holders(checked: CheckedBundle, fingerprints: Sequence[str],
+                     path: str) -> tuple[int, ...]:
+    """Step 4, `--exclude-holder`: every fingerprint must name a holder of the bundle (a typo
+    must not silently exclude nobody), and with a fixed threshold at least that many holders
+    must remain (otherwise the daemon could never unlock)."""
+    positions: dict[str, list[int]] = {}
+    for index, cert in enumerate(checked.holders):
+        positions.setdefault(cert.fingerprint.upper(), []).append(index)
+    excluded: set[int] = set()
+    for fpr in fingerprints:
+        if fpr not in positions:
+            raise StartupError(f"--exclude-holder {fpr}: no holder of the quorum bundle {path} "
+                               "has this fingerprint")
+        excluded.update(positions[fpr])
+    t, n = checked.threshold, len(checked.holders)
+    if t is not None and n - len(excluded) < t:
+        raise StartupError(f"--exclude-holder: excluding {len(excluded)} of {n} holders leaves "
+                           f"fewer than the threshold {t}")
+    return tuple(sorted(excluded))
+
+
 def open_nsm(choice: NsmChoice) -> Nsm:
     """Step 5."""
     try:
@@ -191,6 +214,9 @@ def prepare(options: Options, say: Callable[[str], None]) -> Loaded:
     checked = load_bundle(options.bundle)
     generation_time = verify_generation(checked, options, say)
     check_usable(checked, options.bundle)
+    excluded = excluded_holders(checked, options.exclude_holders, options.bundle)
+    for k in excluded:
+        say(LOG_EXCLUDED.format(k=k, fpr=checked.holders[k].fingerprint))
     if checked.uses_public_test_secret:
         say(LOG_TEST_SECRET)
-    return Loaded(checked, generation_time)
+    return Loaded(checked, generation_time, excluded)
