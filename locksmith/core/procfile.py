@@ -355,12 +355,12 @@ def _shell_words(text: str) -> list[str] | None:
 
 
 def _copy(number: int, args: str, workdir: str | None) -> ContextCopy | None:
-    rest = args
-    while (flag := _FLAG.match(rest)) is not None:
+    position = 0  # flags are matched in place: slicing per flag made long lines quadratic
+    while (flag := _FLAG.match(args, position)) is not None:
         if flag.group(1).split("=", 1)[0] in _NOT_FROM_CONTEXT:
             return None
-        rest = rest[flag.end():]
-    words = _words(rest.strip())
+        position = flag.end()
+    words = _words(args[position:].strip())
     if words is None or len(words) < 2:
         return None
     *sources, destination = words

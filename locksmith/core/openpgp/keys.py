@@ -269,7 +269,7 @@ def private_key_from_mpis(public: PublicKey, mpis: bytes) -> PrivateKeyObject:
         q, pos = read_mpi(mpis, pos)
         assert public.rsa_n is not None and public.rsa_e is not None
         di, pi, qi = (int.from_bytes(v, "big") for v in (d, p, q))
-        if pi * qi != public.rsa_n:
+        if pi < 2 or qi < 2 or pi * qi != public.rsa_n:
             raise PacketError("RSA secret key does not match its public key")
         numbers = rsa.RSAPrivateNumbers(
             pi, qi, di, di % (pi - 1), di % (qi - 1), pow(qi, -1, pi),
