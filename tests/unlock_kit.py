@@ -82,10 +82,21 @@ def world_in() -> Iterator[World]:
             process.wait()
         # keyforkd runs in a session of its own, started by locksmithd.
         subprocess.run(["pkill", "-KILL", "-f", "--", f"--socket {root}/"], check=False)
-        leftover = subprocess.run(["pgrep", "-f", "--", str(root)], capture_output=True,
-                                  text=True).stdout
+        leftover = _still_running(root)
         shutil.rmtree(root, ignore_errors=True)
         assert leftover == "", f"processes left behind: {leftover}"
+
+
+def _still_running(root: Path, grace: float = 5.0) -> str:
+    """Processes whose command line names `root`, once SIGKILL had time to take effect (a
+    killed process stays visible for a moment, which made this check flaky)."""
+    deadline = time.monotonic() + grace
+    while True:
+        found = subprocess.run(["pgrep", "-f", "--", str(root)], capture_output=True,
+                               text=True).stdout
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def free_port() -> int:
