@@ -12,12 +12,12 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.unlock_kit import still_running
 
 MARKER = "<!-- recipe: local-unlock"
 
@@ -55,7 +55,7 @@ def test_the_readme_local_unlock_recipe_runs_as_written(tmp_path: Path) -> None:
         with open(out, "wb") as stdout, open(err, "wb") as stderr:
             code = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path,
                                   env=env, stdout=stdout, stderr=stderr, timeout=180).returncode
-        leftover = _leftover(tmp_path)  # the recipe stops what it started
+        leftover = still_running(tmp_path)  # the recipe stops what it started
     finally:
         subprocess.run(["pkill", "-KILL", "-f", "--", str(tmp_path)], check=False)
     assert code == 0, err.read_text()[-3000:]
@@ -64,12 +64,3 @@ def test_the_readme_local_unlock_recipe_runs_as_written(tmp_path: Path) -> None:
     assert "Shard accepted, 0 remaining shards until reconstitution" in said
     assert leftover == "", f"processes left running: {leftover}"
 
-
-def _leftover(root: Path, wait: float = 5.0) -> str:
-    deadline = time.monotonic() + wait
-    while True:
-        found = subprocess.run(["pgrep", "-f", "--", str(root)], capture_output=True,
-                               text=True).stdout
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)

@@ -82,12 +82,12 @@ def world_in() -> Iterator[World]:
             process.wait()
         # keyforkd runs in a session of its own, started by locksmithd.
         subprocess.run(["pkill", "-KILL", "-f", "--", f"--socket {root}/"], check=False)
-        leftover = _still_running(root)
+        leftover = still_running(root)
         shutil.rmtree(root, ignore_errors=True)
         assert leftover == "", f"processes left behind: {leftover}"
 
 
-def _still_running(root: Path, grace: float = 5.0) -> str:
+def still_running(root: Path, grace: float = 5.0) -> str:
     """Processes whose command line names `root`, once SIGKILL had time to take effect (a
     killed process stays visible for a moment, which made this check flaky)."""
     deadline = time.monotonic() + grace
