@@ -103,3 +103,18 @@ clean:
 .PHONY: image-test
 image-test: apt venv
 	$(PY) -m pytest -q tests/test_image.py
+
+# Long fuzzing of every parser (tests/fuzz; issue 10): `make test` runs the same suites at a small
+# derandomised budget, this one draws FUZZ_EXAMPLES fresh random examples per test (failures are
+# kept in .hypothesis/ and replayed first next time).
+.PHONY: fuzz
+FUZZ_EXAMPLES ?= 5000
+fuzz: venv
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -n auto tests/fuzz
+
+# Abuse run (bench/abuse.py; issue 10): a real locksmithd on 127.0.0.1 under garbage, slowloris,
+# idle and oversize peers, replays, wrongly signed floods and a rogue holder while honest holders
+# unlock; bounded (10 rounds, ~2 minutes), stops by itself. JSON result on stdout.
+.PHONY: abuse
+abuse: venv
+	$(PY) bench/abuse.py

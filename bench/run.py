@@ -32,6 +32,7 @@ BENCHMARKS = {  # name -> whether it takes --zipapp
     "keymaker_generation": False,
     "boot_imports": True,
     "identification": False,
+    "abuse": False,  # a real locksmithd under hostile traffic; ignores --repetitions
     "image": False,  # builds its own images (root, podman, mmdebstrap)
 }
 

@@ -19,6 +19,7 @@ from `generate_quorum` over `generate_holder_key` keys).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import selectors
@@ -28,9 +29,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from locksmith.core import attestation, frame, transport
 from locksmith.core.attestation import Attestation, TrustAnchor
@@ -41,14 +43,20 @@ from locksmith.core.openpgp.holder_signature import sign_detached_text
 from locksmith.core.openpgp.keys import SecretKey
 from locksmith.core.pcr_policy import TrustedHashes
 from locksmith.core.protocol import (
-    NEED_DATA, Accepted, AttestationReceived, ConnectionClosed, HolderSession, Rejected,
+    NEED_DATA, Accepted, AttestationReceived, BundleHolders, ConnectionClosed, HolderSession,
+    ReconstitutionRound, Rejected,
 )
 from locksmith.core.protocol_messages import (
     ShareRequest, SignedPayload, SubmissionMessage, Verdict, parse_verdict,
     submission_bundle_hash,
 )
+from locksmith.personalities.locksmithd.options import ListenAddress
+from locksmith.personalities.locksmithd.server import Limits, Locksmithd, Outcome, Unlocked
+from locksmith.personalities.locksmithd.startup import bind
 from tests.core.protocol_kit import Holder, Quorum, generated_quorum
 from tests.keyforkd_util import kill_pid, process_gone
+
+T = TypeVar("T")
 
 PYTHON = sys.executable
 LISTENING = re.compile(r"locksmithd: listening on 127\.0\.0\.1:(\d+) ")
@@ -434,3 +442,34 @@ class HostilePeers:
                         self._open()
                     except OSError:
                         pass  # the daemon is gone: the run is over
+
+
+def serve_in_process(sim: Sim, limits: Limits, body: Callable[[tuple[str, int]], T], *,
+                     until_unlocked: bool = False) -> tuple[T, Outcome]:
+    """Serve the fixture bundle in this process with `limits` while `body(address)` runs in a
+    thread; then stop (a no-op if the quorum was reached) and return both results.
+
+    `until_unlocked`: the body completes the quorum, so give the server up to 10 s to finish
+    the round by itself first; stopping at once could win the race on a loaded machine and
+    turn `Unlocked` into `Stopped`."""
+    from tests.core.protocol_kit import fixture_quorum
+    quorum = fixture_quorum()
+
+    async def scenario() -> tuple[T, Outcome]:
+        listener = bind(ListenAddress("127.0.0.1", 0))
+        server = Locksmithd(holders=BundleHolders.from_bundle(quorum.checked),
+                            round=ReconstitutionRound.from_bundle(quorum.checked), nsm=sim.nsm,
+                            limits=limits, handle_signals=False)
+        serving = asyncio.create_task(server.serve(listener))
+        try:
+            result = await asyncio.to_thread(body, listener.getsockname()[:2])
+            if until_unlocked:
+                await asyncio.wait({serving}, timeout=10.0)
+        finally:
+            server.stop()
+        outcome = await serving
+        if isinstance(outcome, Unlocked):
+            outcome.secret[:] = bytes(32)
+        return result, outcome
+
+    return asyncio.run(scenario())

@@ -74,7 +74,9 @@ class Gpg:
                "--yes", "--no-auto-check-trustdb", "--pinentry-mode", "loopback",
                "--passphrase", passphrase]
         if faked is not None:
-            cmd += ["--faked-system-time", faked]
+            # Frozen ("!"): a running clock let a slow key generation end a second after the
+            # faked time, so the next command's subkey was "created before its primary".
+            cmd += ["--faked-system-time", faked if faked.endswith("!") else faked + "!"]
         with tempfile.TemporaryFile() as status_out:  # a file, so gpg can never block on it
             if status:
                 cmd += ["--status-fd", str(status_out.fileno())]

@@ -11,7 +11,7 @@ import asyncio
 import resource
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,12 +23,12 @@ from locksmith.core.protocol_messages import MESSAGE1_CAP, MESSAGE3_CAP
 from locksmith.personalities.locksmithd.logsink import RateLimitedLog
 from locksmith.personalities.locksmithd.options import ListenAddress
 from locksmith.personalities.locksmithd.server import (
-    Limits, Locksmithd, Outcome, Stopped, Unlocked,
+    Limits, Locksmithd, Stopped, Unlocked,
 )
 from locksmith.personalities.locksmithd.startup import bind
 from tests.core.protocol_kit import fixture_quorum
 from tests.keyforkd_util import short_dir
-from tests.locksmithd_kit import Client, Daemon, Daemons, Sim
+from tests.locksmithd_kit import Client, Daemon, Daemons, Sim, serve_in_process
 
 T = TypeVar("T")
 
@@ -44,28 +44,6 @@ def _header(length: int) -> bytes:
     return length.to_bytes(4, "big")
 
 
-def _in_process(sim: Sim, limits: Limits,
-                body: Callable[[tuple[str, int]], T]) -> tuple[T, Outcome]:
-    """Serve the fixture bundle in this process with `limits` while `body(address)` runs in a
-    thread; then stop (a no-op if the quorum was reached) and return both results."""
-    quorum = fixture_quorum()
-
-    async def scenario() -> tuple[T, Outcome]:
-        listener = bind(ListenAddress("127.0.0.1", 0))
-        server = Locksmithd(holders=BundleHolders.from_bundle(quorum.checked),
-                            round=ReconstitutionRound.from_bundle(quorum.checked), nsm=sim.nsm,
-                            limits=limits, handle_signals=False)
-        serving = asyncio.create_task(server.serve(listener))
-        try:
-            result = await asyncio.to_thread(body, listener.getsockname()[:2])
-        finally:
-            server.stop()
-        outcome = await serving
-        if isinstance(outcome, Unlocked):
-            outcome.secret[:] = bytes(32)
-        return result, outcome
-
-    return asyncio.run(scenario())
 
 
 def _silent(address: tuple[str, int]) -> socket.socket:
@@ -111,7 +89,8 @@ def test_past_the_slots_the_longest_idle_connection_makes_way_for_a_waiting_hold
         assert all(_closed(client.sock, 1.0) for client in idle)  # both were cut
         return waits
 
-    waits, outcome = _in_process(sim, Limits(slots=2, waiting=4, grace=0.5), body)
+    waits, outcome = serve_in_process(sim, Limits(slots=2, waiting=4, grace=0.5), body,
+                                      until_unlocked=True)
     assert isinstance(outcome, Unlocked)
     assert 0.3 <= waits[0] <= 2.0 and waits[1] <= 2.0, waits
     err = capsys.readouterr().err
@@ -138,7 +117,7 @@ def test_a_new_connection_pushes_out_a_silent_one_and_is_refused_only_behind_mes
         for sock in (holder.sock, queued.sock, newcomer.sock, refused):
             sock.close()
 
-    _, outcome = _in_process(sim, Limits(slots=1, waiting=2, grace=30.0), body)
+    _, outcome = serve_in_process(sim, Limits(slots=1, waiting=2, grace=30.0), body)
     assert isinstance(outcome, Stopped)
     err = capsys.readouterr().err
     assert "its message 1 was not complete and a new connection needed its place" in err
@@ -165,7 +144,7 @@ def test_message_3_is_due_soon_after_message_2_and_a_slot_soon_after_message_1(
         holder.close()
         return queue_cut, submission_cut
 
-    (queue_cut, submission_cut), _ = _in_process(
+    (queue_cut, submission_cut), _ = serve_in_process(
         sim, Limits(slots=1, queue=0.6, submission=1.2, grace=30.0), body)
     assert 0.5 <= queue_cut <= 1.5 and 1.1 <= submission_cut <= 2.2
     err = capsys.readouterr().err
