@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import typer
 
@@ -35,9 +35,6 @@ from locksmith.personalities.caution.shard_client import (
     DEFAULT_VERDICT_TIMEOUT, Address, Expectations, Submission, parse_address, send_share,
 )
 from locksmith.personalities.caution.ui import CliError, UsageError
-
-if TYPE_CHECKING:
-    from locksmith.personalities.caution.card.pcsc import Context
 
 DEFAULT_TRUSTED_HASHES = Path(".caution/trusted_hashes.json")
 NO_PCRS = ("No trusted PCR values: pass --pcr0/--pcr1/--pcr2 or create "
@@ -105,7 +102,8 @@ def send_shard(
     with ExitStack() as stack:
         if keyring is None:
             from locksmith.personalities.caution.card.holder import unlock_card_holder
-            context = stack.enter_context(_pcsc_context())
+            from locksmith.personalities.caution.card.pcsc import open_context
+            context = stack.enter_context(open_context())
             card = unlock_card_holder(context, checked, holder, pin_file, int(time.time()))
             share, sign = card.share, card.sign
         else:
@@ -171,12 +169,3 @@ def _trust_root(path: Optional[Path], *, warned: bool) -> TrustAnchor | None:
             return TrustAnchor.from_pem(handle.read(MAX_TRUST_FILE + 1))
     except (OSError, ValueError) as exc:  # the proof step read it a moment ago
         raise CliError(f"invalid trust root {path}", [str(exc)]) from None
-
-
-def _pcsc_context() -> Context:
-    """The PC/SC context of the card path (cli.md §5.3); pyscard is imported only here."""
-    from locksmith.personalities.caution.card.pcsc import Context, PcscError
-    try:
-        return Context()
-    except PcscError as exc:
-        raise CliError(str(exc)) from None

@@ -26,6 +26,7 @@ from locksmith.core.card import signing
 from locksmith.core.card.appdata import Uif
 from locksmith.core.card.errors import CardError, PinBlocked, WrongData, WrongPin
 from locksmith.core.card.holders import CardHolder, match_card
+from locksmith.core.card.kdf import PW1, PW1_SIGN
 from locksmith.core.card.session import ecdh_cipher_do, normalise_shared_secret, rsa_cipher
 from locksmith.core.openpgp.errors import DecryptionError, OpenPGPError
 from locksmith.core.openpgp.holder_signature import armor_signature, prepare_detached_text
@@ -38,7 +39,6 @@ from locksmith.personalities.caution.card.survey import EmptyReader, SeenCard, s
 from locksmith.personalities.caution.holder_keyring import NOT_A_HOLDER, openpgp_holders
 from locksmith.personalities.caution.ui import CliError
 
-PW1_SIGN, PW1_DECRYPT = 0x81, 0x82
 MIN_PIN = 6
 MAX_LOCAL_REFUSALS = 3
 MAX_PIN_FILE = 4096
@@ -112,7 +112,7 @@ def _retries(seen: SeenCard) -> int:
 
 def _verify_both(seen: SeenCard, pin: bytearray) -> None:
     """PW1 for decryption, then for signing: one PIN, both operations (cli.md §5.3)."""
-    seen.card.verify_pin(PW1_DECRYPT, bytes(pin))
+    seen.card.verify_pin(PW1, bytes(pin))
     seen.card.verify_pin(PW1_SIGN, bytes(pin))
 
 

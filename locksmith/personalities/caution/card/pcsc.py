@@ -99,6 +99,14 @@ class Context:
         self.close()
 
 
+def open_context() -> Context:
+    """A `Context` for a CLI command: no pyscard or no PC/SC service is one error line."""
+    try:
+        return Context()
+    except PcscError as exc:
+        raise CliError(str(exc)) from None
+
+
 class Connection:
     """One card held exclusively; `transmit` is the `core.card` transport."""
 

@@ -87,11 +87,11 @@ def _card(seen: SeenCard, checked: CheckedBundle | None, now: int) -> dict[str, 
 
 
 def collect(checked: CheckedBundle | None, now: int) -> list[dict[str, Any]]:
-    from locksmith.personalities.caution.card.pcsc import Context, PcscError
+    from locksmith.personalities.caution.card.pcsc import PcscError, open_context
     from locksmith.personalities.caution.card.survey import EmptyReader, survey
 
     try:
-        with Context() as context:
+        with open_context() as context:
             return [{"reader": item.reader, "error": item.reason, "card": None}
                     if isinstance(item, EmptyReader)
                     else {"reader": item.reader, "error": None, "card": _card(item, checked, now)}
