@@ -19,7 +19,7 @@ from typing import Optional
 
 import typer
 
-from locksmith.core.attestation import TrustAnchor, format_ms
+from locksmith.core.attestation import CertificateChainError, TrustAnchor, format_ms
 from locksmith.core.bundle import BundleError, BundleV1, parse_bundle
 from locksmith.core.bundle_checks import CheckedBundle, check_bundle
 from locksmith.core.keymaker_proof import (
@@ -35,7 +35,7 @@ DEFAULT_POLICY = Path(".caution/keymaker-pcr-policy.json")
 TEST_SECRET_WARNING = ("this bundle's quorum key comes from the public test secret; anything "
                        "encrypted to it can be read by anyone")
 MAX_POLICY_FILE = 1024 * 1024
-CHAIN_FAILURE = "certificate chain does not lead to the trusted root"  # attestation.md §3
+CHAIN_FAILURE = str(CertificateChainError())  # within a proof error's text, which wraps it
 
 # The three proof options of cli.md §1, declared once for every command that verifies a proof.
 POLICY_OPTION: Optional[Path] = typer.Option(
