@@ -50,10 +50,10 @@ from benchlib import REPO, emit, scratch_dir
 
 sys.path.insert(0, str(REPO))
 
-from locksmith.core import frame  # noqa: E402
-from locksmith.core.protocol import Accepted, HolderSession, Rejected  # noqa: E402
-from locksmith.core.protocol_messages import SubmissionMessage, Verdict  # noqa: E402
-from locksmith.core.reconstitution import REJECT_DUPLICATE  # noqa: E402
+from locksmith.core.protocol import frame  # noqa: E402
+from locksmith.core.protocol.messages import SubmissionMessage, Verdict  # noqa: E402
+from locksmith.core.protocol.reconstitution import REJECT_DUPLICATE  # noqa: E402
+from locksmith.core.protocol.session import Accepted, HolderSession, Rejected  # noqa: E402
 from locksmith.personalities.locksmithd.gate import Limits  # noqa: E402
 from tests.core.protocol_kit import Holder, generated_quorum  # noqa: E402
 from tests.locksmithd_kit import (  # noqa: E402

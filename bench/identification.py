@@ -40,8 +40,7 @@ from pathlib import Path
 
 from benchlib import JSON, emit, scratch_dir, stats, timed
 
-from locksmith.core import frame
-from locksmith.core.nsm_simulated import SimulatedNsm
+from locksmith.core.attestation.nsm_simulated import SimulatedNsm
 from locksmith.core.openpgp import signature as sigmod
 from locksmith.core.openpgp.certs import Certificate, load_certificates
 from locksmith.core.openpgp.holder_signature import (
@@ -52,10 +51,11 @@ from locksmith.core.openpgp.keys import SecretKey
 from locksmith.core.openpgp.quorumkey import public_certificate, quorum_keys
 from locksmith.core.openpgp.secretkeys import load_secret_keys
 from locksmith.core.openpgp.signature import Subpacket
-from locksmith.core.protocol import NEED_DATA, AttestationReceived, HolderSession
-from locksmith.core.protocol_holders import BundleHolders
-from locksmith.core.protocol_messages import MESSAGE3_CAP, SubmissionMessage
-from locksmith.core.reconstitution import ReconstitutionRound
+from locksmith.core.protocol import frame
+from locksmith.core.protocol.holders import BundleHolders
+from locksmith.core.protocol.messages import MESSAGE3_CAP, SubmissionMessage
+from locksmith.core.protocol.reconstitution import ReconstitutionRound
+from locksmith.core.protocol.session import NEED_DATA, AttestationReceived, HolderSession
 from locksmith.personalities.locksmithd.options import ListenAddress
 from locksmith.personalities.locksmithd.server import Limits, Locksmithd
 from locksmith.personalities.locksmithd.startup import bind

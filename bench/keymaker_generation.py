@@ -24,8 +24,9 @@ from collections.abc import Callable
 
 from benchlib import JSON, emit, scratch_dir, stats, timed
 
-from locksmith.core import keymaker_request, quorum
-from locksmith.core.nsm_simulated import SimulatedNsm
+from locksmith.core.attestation.nsm_simulated import SimulatedNsm
+from locksmith.core.keymaker import quorum
+from locksmith.core.keymaker import request as keymaker_request
 from locksmith.core.openpgp.certs import Certificate, load_certificates
 from locksmith.core.openpgp.keygen import GeneratedKey, generate_holder_key
 from locksmith.personalities.keymaker.service import KeymakerService

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import cbor2
 
-from locksmith.core import frame, keyfork_ipc
+from locksmith.core.keyfork import ipc as keyfork_ipc
+from locksmith.core.protocol import frame
 
 PYTHON = sys.executable
 SECRET_07 = b"\x07" * 32

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from locksmith.core import shamir, shardfile
-from locksmith.core.attestation import TrustAnchor
-from locksmith.core.bundle_checks import check_bundle
-from locksmith.core.bundle import Bundle
+from locksmith.core import shamir
+from locksmith.core.attestation.pcr_policy import PcrPolicy
+from locksmith.core.attestation.verify import TrustAnchor
+from locksmith.core.bundle import shardfile
+from locksmith.core.bundle.checks import check_bundle
+from locksmith.core.bundle.model import Bundle
 from locksmith.core.openpgp import signature as sig
 from locksmith.core.openpgp.armor import armor
 from locksmith.core.openpgp.certbuild import build_certificate
@@ -27,7 +29,6 @@ from locksmith.core.openpgp.keygen import generate_holder_key, new_cv25519_key, 
 from locksmith.core.openpgp.keys import SecretKey
 from locksmith.core.openpgp.quorumkey import quorum_keys
 from locksmith.core.openpgp.secretkeys import load_secret_keys
-from locksmith.core.pcr_policy import PcrPolicy
 from tests.conftest import REPO
 
 ROLE_FLAGS = {"sign": sig.FLAG_SIGN, "storage": sig.FLAG_ENCRYPT_STORAGE,

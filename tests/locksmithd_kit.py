@@ -34,21 +34,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from locksmith.core import attestation, frame, transport
-from locksmith.core.attestation import Attestation, TrustAnchor
-from locksmith.core.bundle import Bundle, BundleV1
+from locksmith.core.attestation import verify as attestation
+from locksmith.core.attestation.nsm_simulated import SimulatedNsm
+from locksmith.core.attestation.pcr_policy import TrustedHashes
+from locksmith.core.attestation.verify import Attestation, TrustAnchor
+from locksmith.core.bundle.model import Bundle, BundleV1
 from locksmith.core.canonical_cbor import bundle_hash, proof_nonce
-from locksmith.core.nsm_simulated import SimulatedNsm
 from locksmith.core.openpgp.holder_signature import sign_detached_text
 from locksmith.core.openpgp.keys import SecretKey
-from locksmith.core.pcr_policy import TrustedHashes
-from locksmith.core.protocol import (
-    NEED_DATA, Accepted, AttestationReceived, BundleHolders, ConnectionClosed, HolderSession,
-    ReconstitutionRound, Rejected,
-)
-from locksmith.core.protocol_messages import (
+from locksmith.core.protocol import frame, transport
+from locksmith.core.protocol.messages import (
     ShareRequest, SignedPayload, SubmissionMessage, Verdict, parse_verdict,
     submission_bundle_hash,
+)
+from locksmith.core.protocol.session import (
+    NEED_DATA, Accepted, AttestationReceived, BundleHolders, ConnectionClosed, HolderSession,
+    ReconstitutionRound, Rejected,
 )
 from locksmith.personalities.locksmithd.options import ListenAddress
 from locksmith.personalities.locksmithd.server import Limits, Locksmithd, Outcome, Unlocked

@@ -286,7 +286,7 @@ def test_secret_encrypt_and_send_shard_unlock_an_enclave_on_each_python(runner: 
     """The reference v0 quorum: the zipapp encrypts a .env, the enclave (locksmith-run from the
     source tree, simulated NSM) boots, Alice and Bob send their shards with the zipapp's
     `send-shard --keyring`, and the application gets the value."""
-    from locksmith.core.nsm_simulated import SimulatedNsm
+    from locksmith.core.attestation.nsm_simulated import SimulatedNsm
     from tests.unlock_kit import application_view, boot
 
     nsm = world.root / "nsm"

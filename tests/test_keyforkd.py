@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from locksmith.core import frame, keyfork_ipc, slip10
+from locksmith.core.keyfork import ipc as keyfork_ipc
+from locksmith.core.keyfork import slip10
+from locksmith.core.protocol import frame
 from locksmith.personalities.keyforkd_server import KeyforkServer, MasterNode
 from tests import keyforkd_util as util
 from tests.keyforkd_util import PYTHON, X_CHAIN, X_PRIV, Keyforkd

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from locksmith.core.bundle import BundleV0, BundleV1
-from locksmith.core.bundle_checks import TEST_SECRET_FINGERPRINT, check_bundle
-from locksmith.core.keymaker_proof import verify_keymaker_proof
-from locksmith.core.nsm_simulated import SimulatedNsm
+from locksmith.core.attestation.nsm_simulated import SimulatedNsm
+from locksmith.core.bundle.checks import TEST_SECRET_FINGERPRINT, check_bundle
+from locksmith.core.bundle.keymaker_proof import verify_keymaker_proof
+from locksmith.core.bundle.model import BundleV0, BundleV1
 from locksmith.personalities.keymaker.app import create_app
 from locksmith.personalities.keymaker.service import KeymakerService
 from tests.keymaker_helpers import (

@@ -20,19 +20,19 @@ from pathlib import Path
 
 import pytest
 
-from locksmith.core import bip39, slip10
-from locksmith.core.bundle import BundleV0
+from locksmith.core.bundle.model import BundleV0
+from locksmith.core.keyfork import bip39, slip10
 from locksmith.core.openpgp.holder_signature import REJECT_CLOCK_SKEW, REJECT_NO_HOLDER
 from locksmith.core.openpgp.keygen import generate_holder_key
 from locksmith.core.openpgp.keys import SecretKey
 from locksmith.core.openpgp.secretkeys import load_secret_keys
-from locksmith.core.protocol import Accepted, Rejected
-from locksmith.core.protocol_messages import MALFORMED_SHARE_REQUEST, submission_bundle_hash
-from locksmith.core.reconstitution import (
+from locksmith.core.protocol.messages import MALFORMED_SHARE_REQUEST, submission_bundle_hash
+from locksmith.core.protocol.reconstitution import (
     LOG_CONTRIBUTORS, LOG_CULPRIT, LOG_FOREIGN_SUBKEY, LOG_QUORUM, REJECT_COORDINATE,
     REJECT_DUPLICATE, REJECT_FOREIGN_SUBKEY, REJECT_MALFORMED_SHARE, REJECT_OTHER_BUNDLE,
     REJECT_THRESHOLD, REJECT_UNKNOWN_HOLDER,
 )
+from locksmith.core.protocol.session import Accepted, Rejected
 from tests.core.protocol_kit import (
     FIXTURE_SECRET, T0, fixture_quorum, generated_quorum, tampered_public_key, with_public_key,
 )

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from locksmith.core import frame
 from locksmith.core.openpgp.holder_signature import REJECT_NO_HOLDER
-from locksmith.core.protocol import Accepted, AttestationReceived, Rejected
-from locksmith.core.protocol_messages import SubmissionMessage
-from locksmith.core.reconstitution import LOG_CULPRIT, REJECT_DUPLICATE
+from locksmith.core.protocol import frame
+from locksmith.core.protocol.messages import SubmissionMessage
+from locksmith.core.protocol.reconstitution import LOG_CULPRIT, REJECT_DUPLICATE
+from locksmith.core.protocol.session import Accepted, AttestationReceived, Rejected
 from tests.conftest import CAUTION_V0
 from tests.core.protocol_kit import Holder, fixture_quorum, generated_quorum
 from tests.keyforkd_util import short_dir

@@ -8,11 +8,11 @@ touch) must leave nothing behind either: no slot held (the next attempt would ha
 an eviction) and no share counted. A skewed clock must be refused in words the holder can act
 on, and must not cost the holder its one submission.
 
-(Clock skew: tests/core/test_protocol.py checks the 60 s boundary (+60 accepted, +61 refused)
-on the sans-IO session, and tests/test_locksmithd.py a +120 s refusal over the wire with the
-holder's slot kept; here only what those leave out: the spec's literal text as the holder
-receives it, a within-tolerance skew accepted over the wire, and the skewed holder's own retry
-counted as its first share.)
+(Clock skew: tests/core/protocol/test_session.py checks the 60 s boundary (+60 accepted, +61
+refused) on the sans-IO session, and tests/test_locksmithd.py a +120 s refusal over the wire
+with the holder's slot kept; here only what those leave out: the spec's literal text as the
+holder receives it, a within-tolerance skew accepted over the wire, and the skewed holder's own
+retry counted as its first share.)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import TypeVar
 
 import pytest
 
-from locksmith.core.protocol import Accepted, Rejected
+from locksmith.core.protocol.session import Accepted, Rejected
 from locksmith.personalities.locksmithd.server import Limits, Outcome, Unlocked
 from tests.core.protocol_kit import Holder, fixture_quorum
 from tests.keyforkd_util import short_dir

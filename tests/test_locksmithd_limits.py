@@ -17,9 +17,9 @@ from typing import TypeVar
 
 import pytest
 
-from locksmith.core import frame
-from locksmith.core.protocol import Accepted, BundleHolders, ReconstitutionRound
-from locksmith.core.protocol_messages import MESSAGE1_CAP, MESSAGE3_CAP
+from locksmith.core.protocol import frame
+from locksmith.core.protocol.messages import MESSAGE1_CAP, MESSAGE3_CAP
+from locksmith.core.protocol.session import Accepted, BundleHolders, ReconstitutionRound
 from locksmith.personalities.locksmithd.logsink import RateLimitedLog
 from locksmith.personalities.locksmithd.options import ListenAddress
 from locksmith.personalities.locksmithd.server import (

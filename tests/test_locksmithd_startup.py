@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from locksmith.core.keyfork_ipc import SocketLocation
+from locksmith.core.keyfork.ipc import SocketLocation
 from locksmith.personalities.locksmithd.options import (
     DEFAULT_BUNDLE, DEFAULT_POLICY, ListenAddress, UsageError, parse_listen, parse_options,
 )

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from locksmith.core import frame, keyfork_ipc
+from locksmith.core.keyfork import ipc as keyfork_ipc
 from locksmith.core.openpgp import message, quorumkey
 from locksmith.core.openpgp.armor import armor
 from locksmith.core.openpgp.packets import PKESK, SYMMETRIC_NO_MDC, encode_packet, parse_packets
+from locksmith.core.protocol import frame
 from tests import keyforkd_util as util
 from tests.keyforkd_util import PYTHON, SECRET_07, Keyforkd
 

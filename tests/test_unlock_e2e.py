@@ -68,7 +68,7 @@ def test_quorum_unlock_delivers_every_value_byte_exact_to_the_application(
 @pytest.mark.slow
 def test_reference_fixture_unlocks_with_alice_and_bob_and_decrypts_pre_import(world: World) -> None:
     """The reference's own v0 bundle and holders, with shards sent by `send-shard --keyring`."""
-    from locksmith.core.nsm_simulated import SimulatedNsm
+    from locksmith.core.attestation.nsm_simulated import SimulatedNsm
     nsm = world.root / "nsm"
     SimulatedNsm.open(nsm)
     app_dir = world.root / "app"
@@ -85,7 +85,7 @@ def test_reference_fixture_unlocks_with_alice_and_bob_and_decrypts_pre_import(wo
     assert ("locksmith-oneshot: derived quorum key 15B0E570536A4B00A90151DB726E3FCA18892D05"
             in world.log("locksmith-run"))
     # keyforkd keeps serving the application's own keys, but never the quorum key again
-    from locksmith.core import keyfork_ipc
+    from locksmith.core.keyfork import ipc as keyfork_ipc
     from tests.keyforkd_util import connect, derive, exchange
     with connect(world.root / "keyforkd.sock") as sock:
         assert exchange(sock, keyfork_ipc.encode_request(keyfork_ipc.ACCOUNT_PATH)) == {

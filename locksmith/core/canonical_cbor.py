@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from locksmith.core.bundle import BundleV0, BundleV1Data, ImportedV0, KeyEntry, OpenPGPKey
+from locksmith.core.bundle.model import BundleV0, BundleV1Data, ImportedV0, KeyEntry, OpenPGPKey
 
 __all__ = [
     "IMPORTED_V0_TAG",

@@ -21,7 +21,8 @@ import socket
 import stat
 import sys
 
-from locksmith.core import bip39, keyfork_ipc, slip10
+from locksmith.core.keyfork import bip39, slip10
+from locksmith.core.keyfork import ipc as keyfork_ipc
 from locksmith.personalities.argparsing import add_version
 from locksmith.personalities.hardening import disable_core_dumps
 from locksmith.personalities.keyforkd_server import KeyforkServer, MasterNode

@@ -20,7 +20,9 @@ import socket
 import struct
 from collections.abc import Callable
 
-from locksmith.core import frame, keyfork_ipc, slip10
+from locksmith.core.keyfork import ipc as keyfork_ipc
+from locksmith.core.keyfork import slip10
+from locksmith.core.protocol import frame
 
 __all__ = ["KeyforkServer", "MasterNode", "peer_uid"]
 

@@ -22,11 +22,13 @@ import socket
 import sys
 import time
 
-from locksmith.core import frame, keyfork_ipc, slip10
+from locksmith.core.app.shellquote import ExportError, check_name, check_value, render_exports
+from locksmith.core.keyfork import ipc as keyfork_ipc
+from locksmith.core.keyfork import slip10
 from locksmith.core.openpgp import message, quorumkey
 from locksmith.core.openpgp.errors import OpenPGPError
 from locksmith.core.openpgp.keys import SecretKey
-from locksmith.core.shellquote import ExportError, check_name, check_value, render_exports
+from locksmith.core.protocol import frame
 from locksmith.personalities.argparsing import add_version
 from locksmith.personalities.hardening import disable_core_dumps
 

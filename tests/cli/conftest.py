@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from locksmith.core.bundle import parse_bundle
-from locksmith.core.bundle_checks import CheckedBundle, check_bundle
-from locksmith.core.nsm_simulated import SimulatedNsm
+from locksmith.core.attestation.nsm_simulated import SimulatedNsm
+from locksmith.core.bundle.checks import CheckedBundle, check_bundle
+from locksmith.core.bundle.model import parse_bundle
 from tests.cli.enclave_harness import FakeEnclave, running
 from tests.conftest import CAUTION_V0
 

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from locksmith.core import frame
-from locksmith.core.bundle_checks import CheckedBundle
-from locksmith.core.nsm import Nsm
-from locksmith.core.protocol import (
+from locksmith.core.attestation.nsm import Nsm
+from locksmith.core.bundle.checks import CheckedBundle
+from locksmith.core.protocol import frame
+from locksmith.core.protocol.session import (
     NEED_DATA, BundleHolders, EnclaveSession, NonceReceived, ReconstitutionRound, ShareRejected,
     SubmissionReceived,
 )

@@ -291,7 +291,7 @@ def test_simulate_applies_pcr_overrides_and_needs_a_directory(
     monkeypatch.setenv("LOCKSMITH_NSM_DIR", str(tmp_path / "env"))
     assert caution("attestation", "simulate", "--pcr1", "ab" * 48) == 0
     doc = capsysbinary.readouterr().out
-    from locksmith.core import attestation as att
+    from locksmith.core.attestation import verify as att
     anchor = att.TrustAnchor.from_pem((tmp_path / "env" / "root.pem").read_bytes())
     assert att.verify(doc, trust_root=anchor).pcrs[1] == bytes.fromhex("ab" * 48)
     assert caution("attestation", "simulate", "--user-data", "00" * 513) == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from locksmith.core import quorum
+from locksmith.core.keymaker import quorum
 from locksmith.core.openpgp import message, quorumkey
 from locksmith.core.openpgp.armor import dearmor_one
 from locksmith.core.openpgp.packets import parse_packets

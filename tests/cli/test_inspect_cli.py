@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from locksmith.core import keymaker_request as km
-from locksmith.core.bundle import BundleV0, BundleV1, ImportedV0, OpenPGPKey
+from locksmith.core.attestation.nsm_simulated import SimulatedNsm
+from locksmith.core.bundle.model import BundleV0, BundleV1, ImportedV0, OpenPGPKey
 from locksmith.core.canonical_cbor import bundle_hash, imported_v0_content_hash, proof_nonce
-from locksmith.core.nsm_simulated import SimulatedNsm
+from locksmith.core.keymaker import request as km
 from locksmith.core.openpgp.certs import load_certificates
 from locksmith.personalities.keymaker.service import KeymakerService
 from tests.cli.clirun import Result, caution

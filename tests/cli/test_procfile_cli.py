@@ -9,7 +9,7 @@ from types import MappingProxyType
 
 import pytest
 
-from locksmith.core.bundle import BundleV1
+from locksmith.core.bundle.model import BundleV1
 from tests.cli.clirun import Result, caution
 from tests.conftest import CAUTION_V0
 from tests.locksmithd_kit import Sim, v1_quorum

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from locksmith.core import keymaker_request as km
-from locksmith.core.bundle import BundleV0, BundleV1, OpenPGPKey
-from locksmith.core.nsm_simulated import SimulatedNsm
+from locksmith.core.attestation.nsm_simulated import SimulatedNsm
+from locksmith.core.bundle.model import BundleV0, BundleV1, OpenPGPKey
+from locksmith.core.keymaker import request as km
 from locksmith.core.openpgp.armor import armor
 from locksmith.core.openpgp.certs import load_certificates
 from locksmith.personalities.caution.keymaker_client import (

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from locksmith.core.attestation import TrustAnchor
-from locksmith.core.bundle_checks import CheckedBundle
-from locksmith.core.nsm_simulated import SimulatedNsm
+from locksmith.core.attestation.nsm_simulated import SimulatedNsm
+from locksmith.core.attestation.verify import TrustAnchor
+from locksmith.core.bundle.checks import CheckedBundle
 from locksmith.personalities.caution.shard_client import Address, parse_address
 from tests.cli.clirun import Result, caution
 from tests.cli.enclave_harness import Behaviour, FakeEnclave, running

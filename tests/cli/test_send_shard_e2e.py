@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from locksmith.core.nsm_simulated import SimulatedNsm
+from locksmith.core.attestation.nsm_simulated import SimulatedNsm
 from tests.conftest import CAUTION_V0
 from tests.keyforkd_util import kill_pid, short_dir
 

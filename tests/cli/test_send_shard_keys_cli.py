@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from locksmith.core import keymaker_request as km
-from locksmith.core.bundle import BundleV0, BundleV1, ImportedV0, OpenPGPKey
-from locksmith.core.bundle_checks import CheckedBundle, check_bundle
+from locksmith.core.attestation.nsm_simulated import SimulatedNsm
+from locksmith.core.bundle.checks import CheckedBundle, check_bundle
+from locksmith.core.bundle.model import BundleV0, BundleV1, ImportedV0, OpenPGPKey
 from locksmith.core.canonical_cbor import bundle_hash, imported_v0_content_hash
-from locksmith.core.nsm_simulated import SimulatedNsm
+from locksmith.core.keymaker import request as km
+from locksmith.core.keymaker.quorum import generate_quorum
 from locksmith.core.openpgp.armor import armor
 from locksmith.core.openpgp.certs import load_certificates
-from locksmith.core.quorum import generate_quorum
 from locksmith.personalities.keymaker.service import KeymakerService
 from tests.cli.enclave_harness import running
 from tests.cli.send_shard_kit import SENDING, Capsys, lines, send

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from locksmith.core import cose
-from locksmith.core.attestation import TrustAnchor
+from locksmith.core.attestation import cose
+from locksmith.core.attestation.verify import TrustAnchor
 from tests.conftest import NITRO
 
 T0_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z: "now" of the factory documents

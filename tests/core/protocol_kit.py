@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import x25519
 
-from locksmith.core.bundle import BundleV0, BundleV1, BundleV1Data, ImportedV0, OpenPGPKey
-from locksmith.core.bundle_checks import CheckedBundle, check_bundle
+from locksmith.core.bundle.checks import CheckedBundle, check_bundle
+from locksmith.core.bundle.model import BundleV0, BundleV1, BundleV1Data, ImportedV0, OpenPGPKey
+from locksmith.core.bundle.shardfile import decrypt_own_share
+from locksmith.core.keymaker.quorum import generate_quorum
 from locksmith.core.openpgp import quorumkey
 from locksmith.core.openpgp import signature as sigmod
 from locksmith.core.openpgp.armor import armor
@@ -29,8 +31,6 @@ from locksmith.core.openpgp.keys import PublicKey, SecretKey
 from locksmith.core.openpgp.packets import PUBLIC_SUBKEY, encode_packet
 from locksmith.core.openpgp.secretkeys import load_secret_keys
 from locksmith.core.openpgp.signature import Subpacket
-from locksmith.core.quorum import generate_quorum
-from locksmith.core.shardfile import decrypt_own_share
 from tests.conftest import CAUTION_V0
 
 T0 = 1_750_000_000  # keys, bundles and "now" of these tests (after the fixture keys' 1700000000)

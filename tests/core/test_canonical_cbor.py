@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from locksmith.core.bundle import BundleV0, BundleV1Data, ImportedV0, OpenPGPKey, WebAuthnKey
+from locksmith.core.bundle.model import BundleV0, BundleV1Data, ImportedV0, OpenPGPKey, WebAuthnKey
 from locksmith.core.canonical_cbor import (
     IMPORTED_V0_TAG,
     NONCE_TAG,

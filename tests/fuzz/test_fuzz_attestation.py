@@ -1,16 +1,17 @@
 """COSE/CBOR attestation documents under hostile input: strict CBOR and COSE_Sign1
-(locksmith/core/cose.py), the document model (nitro_document.py), verification
-(attestation.verify / verify_with_policy) and the V1 Keymaker proof (keymaker_proof.py).
+(locksmith/core/attestation/cose.py), the document model (attestation/document.py),
+verification (attestation/verify.py: verify / verify_with_policy) and the V1 Keymaker proof
+(bundle/keymaker_proof.py).
 
 Allowed to escape:
 * `cose.loads_strict`, `cose.decode_sign1`: `CoseError`;
-* `nitro_document.parse_document`, `attestation.verify`, `attestation.verify_with_policy`:
+* `document.parse_document`, `verify.verify`, `verify.verify_with_policy`:
   `AttestationError` (every refusal reason is a subclass);
 * `keymaker_proof.verify_keymaker_proof`: `KeymakerProofError`;
 * `nsm.decode_request` / `nsm.decode_response` (the NSM API's CBOR, both directions):
   `NsmError`.
 
-tests/core/test_attestation.py already fuzzes the real AWS documents (random bytes, byte
+tests/core/attestation/test_verify.py already fuzzes the real AWS documents (random bytes, byte
 mutations, one payload field replaced by random CBOR, random COSE members) against the AWS
 root. This adds documents from the simulated NSM, verified against its own root so that
 mutations get past the chain: payload fields replaced by raw (possibly ill-formed) CBOR and
@@ -36,14 +37,19 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
-from locksmith.core import cose, nsm
-from locksmith.core.attestation import AttestationError, TrustAnchor, verify, verify_with_policy
-from locksmith.core.bundle import BundleV1
+from locksmith.core.attestation import cose, nsm
+from locksmith.core.attestation.document import PAYLOAD_KEYS, parse_document
+from locksmith.core.attestation.nsm_simulated import SimulatedNsm
+from locksmith.core.attestation.pcr_policy import PcrPolicy, PcrSet, TrustedHashes
+from locksmith.core.attestation.verify import (
+    AttestationError,
+    TrustAnchor,
+    verify,
+    verify_with_policy,
+)
+from locksmith.core.bundle.keymaker_proof import KeymakerProofError, verify_keymaker_proof
+from locksmith.core.bundle.model import BundleV1
 from locksmith.core.canonical_cbor import bundle_hash, proof_nonce
-from locksmith.core.keymaker_proof import KeymakerProofError, verify_keymaker_proof
-from locksmith.core.nitro_document import PAYLOAD_KEYS, parse_document
-from locksmith.core.nsm_simulated import SimulatedNsm
-from locksmith.core.pcr_policy import PcrPolicy, PcrSet, TrustedHashes
 from tests.fuzz.strategies import (
     bounded, cbor_deep, cbor_items, fuzz, mutated, only, outcome,
 )

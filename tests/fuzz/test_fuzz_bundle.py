@@ -1,12 +1,12 @@
 """Quorum bundles of all three generations under hostile input: `parse_bundle` / `from_json`
-(locksmith/core/bundle.py), then `check_bundle` (bundle_checks.py) and the hashes of
+(locksmith/core/bundle/model.py), then `check_bundle` (bundle/checks.py) and the hashes of
 canonical_cbor.py that consumers take of a parsed bundle.
 
 Allowed to escape: `BundleError` only, from every step (check_bundle maps the OpenPGP and
 shardfile layers' errors to it). The canonical-CBOR hashes of a bundle that parsed must not
 raise at all: the value model of a parsed bundle is always encodable.
 
-tests/core/test_bundle.py already replaces JSON nodes of synthetic bundles (whose certificates
+tests/core/bundle/test_model.py already replaces JSON nodes of synthetic bundles (whose certificates
 are placeholders) and feeds arbitrary text to `parse_bundle`. This adds the real reference
 bundle, in each generation, with its JSON mutated structurally and its armored certificates
 and shardfile mutated packet by packet (re-armored with a correct CRC), so the mutations reach
@@ -22,13 +22,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from locksmith.core import canonical_cbor
-from locksmith.core.bundle import (
+from locksmith.core.bundle.checks import check_bundle
+from locksmith.core.bundle.model import (
     Bundle, BundleError, BundleV0, BundleV1, BundleV1Data, ImportedV0, OpenPGPKey, WebAuthnKey,
     parse_bundle,
 )
-from locksmith.core.bundle_checks import check_bundle
 from locksmith.core.openpgp.certs import load_certificates
-from locksmith.core.protocol_messages import submission_bundle_hash
+from locksmith.core.protocol.messages import submission_bundle_hash
 from tests.conftest import CAUTION_V0
 from tests.fuzz.strategies import (
     armored_packet_mutated, fuzz, json_any, only, outcome, text_mutated,

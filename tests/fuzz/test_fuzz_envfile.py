@@ -1,10 +1,10 @@
-"""The `.env` parser (locksmith/core/envfile.py) under hostile input.
+"""The `.env` parser (locksmith/core/app/envfile.py) under hostile input.
 
 Allowed to escape: `EnvFileError` only. The parser reads the developer's secrets file before
 they are encrypted; a crash would lose the exact error text, and a slow path would hang
 `caution secret encrypt`.
 
-tests/core/test_envfile.py already feeds arbitrary text, bytes and a shell-ish alphabet; this
+tests/core/app/test_envfile.py already feeds arbitrary text, bytes and a shell-ish alphabet; this
 adds character-level mutations of a realistic file (every quoting form, `export`, comments,
 CRLF, a BOM, multi-line values) and large inputs with a time and memory bound.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from locksmith.core.envfile import EnvFileError, parse_env
+from locksmith.core.app.envfile import EnvFileError, parse_env
 from tests.fuzz.strategies import bounded, fuzz, mutated, only, outcome, text_mutated
 
 ALLOWED = (EnvFileError,)

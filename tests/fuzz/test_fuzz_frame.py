@@ -1,9 +1,9 @@
-"""keyfork-frame (locksmith/core/frame.py) under arbitrary and mutated byte streams.
+"""keyfork-frame (locksmith/core/protocol/frame.py) under arbitrary and mutated byte streams.
 
 Allowed to escape: `FrameError` (and its subclass `FrameTooLarge`). Nothing else, whatever the
-bytes and however they are chunked. tests/core/test_frame.py already proves the round trip of
-valid frames under any chunking; this adds hostile streams, per-message caps and the memory
-bound of a maximal frame.
+bytes and however they are chunked. tests/core/protocol/test_frame.py already proves the round
+trip of valid frames under any chunking; this adds hostile streams, per-message caps and the
+memory bound of a maximal frame.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from locksmith.core import frame
+from locksmith.core.protocol import frame
 from tests.fuzz.strategies import bounded, chunked, fuzz, mutated
 
 ALLOWED = (frame.FrameError,)

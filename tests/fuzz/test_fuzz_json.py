@@ -1,5 +1,5 @@
 """Strict JSON (locksmith/core/strictjson.py), the two PCR files read through it (PCR policies
-and trusted_hashes.json, locksmith/core/pcr_policy.py), and the canonical CBOR writer
+and trusted_hashes.json, locksmith/core/attestation/pcr_policy.py), and the canonical CBOR writer
 (locksmith/core/canonical_cbor.py) that hashes what they and the bundle readers produce.
 
 Allowed to escape:
@@ -24,10 +24,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from locksmith.core import canonical_cbor, strictjson
-from locksmith.core.canonical_cbor import ByteVector
-from locksmith.core.pcr_policy import (
+from locksmith.core.attestation.pcr_policy import (
     PcrPolicy, PcrPolicyError, PcrSet, TrustedHashes, TrustedHashesError,
 )
+from locksmith.core.canonical_cbor import ByteVector
 from tests.fuzz.strategies import bounded, deep, dump_tree, fuzz, json_any, json_junk, only
 
 POLICY = PcrPolicy((PcrSet({0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48, 8: b"\x04" * 48},

@@ -1,4 +1,4 @@
-"""keyforkd's IPC (locksmith/core/keyfork_ipc.py) under hostile payloads.
+"""keyforkd's IPC (locksmith/core/keyfork/ipc.py) under hostile payloads.
 
 Allowed to escape:
 * `parse_request`, `parse_path`: `IpcError`;
@@ -6,7 +6,7 @@ Allowed to escape:
   a refusal is an error map whose text is one of the table's;
 * `decode_response` (the client): `MalformedResponse`, or `KeyforkdRefused` for an error map.
 
-tests/core/test_keyfork_ipc.py already answers short random payloads and round-trips valid
+tests/core/keyfork/test_ipc.py already answers short random payloads and round-trips valid
 requests; this adds hand-built CBOR maps with the wrong types, extra, missing and duplicate
 keys, lengths longer than the data, and path texts at every limit of the grammar (depth,
 index size, leading zeros, unhardened components), where keyforkd then derives.
@@ -17,8 +17,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from locksmith.core import slip10
-from locksmith.core.keyfork_ipc import (
+from locksmith.core.keyfork import slip10
+from locksmith.core.keyfork.ipc import (
     ALGORITHM, MAX_PAYLOAD, IpcError, KeyforkdRefused, MalformedResponse, _encode_map, answer,
     decode_response, encode_error, encode_request, encode_success, parse_path, parse_request,
 )

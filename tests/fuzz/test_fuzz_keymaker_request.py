@@ -1,10 +1,10 @@
-"""Keymaker's request bodies (locksmith/core/keymaker_request.py) under hostile input: the
+"""Keymaker's request bodies (locksmith/core/keymaker/request.py) under hostile input: the
 parser and then the holder validation a request gets before any key is generated.
 
 Allowed to escape: `Refusal` only (an HTTP 400/422 with its `errors` array). The Keymaker
 takes these bodies from the network; anything else is a 500 and a traceback in its log.
 
-tests/core/test_keymaker_request.py already fuzzes `parse_request` with random JSON around the
+tests/core/keymaker/test_request.py already fuzzes `parse_request` with random JSON around the
 request's members; this adds real holder certificates, packet-mutated and re-armored, so the
 mutations reach `validate` (certificate parsing, liveness, eligibility, conflicts).
 """
@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from locksmith.core import keymaker_request as km
+from locksmith.core.keymaker import request as km
 from locksmith.core.openpgp.armor import armor
 from tests.core.protocol_kit import NOW
 from tests.fuzz.strategies import (

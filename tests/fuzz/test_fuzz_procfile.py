@@ -1,11 +1,11 @@
-"""Procfiles and Containerfiles (locksmith/core/procfile.py) under hostile input.
+"""Procfiles and Containerfiles (locksmith/core/app/procfile.py) under hostile input.
 
 Allowed to escape:
 * `parse_procfile`: `ProcfileError` only; `check_procfile` of what parsed: nothing;
 * `check_containerfile` / `containerfile_copies` / `missing_installs`: nothing at all (the
   module promises "never raises": a Containerfile it cannot read yields warnings).
 
-tests/core/test_procfile.py already feeds arbitrary text to both readers; this adds mutations
+tests/core/app/test_procfile.py already feeds arbitrary text to both readers; this adds mutations
 of realistic files, token-level Containerfiles built from the constructs the reader handles
 specially (flags, JSON arrays, quotes, heredocs, continuations, WORKDIR), and large inputs.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from locksmith.core.procfile import (
+from locksmith.core.app.procfile import (
     ProcfileError, check_containerfile, check_procfile, containerfile_copies, parse_procfile,
 )
 from tests.fuzz.strategies import bounded, fuzz, only, outcome, text_mutated

@@ -1,5 +1,6 @@
 """The shard-submission protocol under hostile input: the JSON codecs of
-locksmith/core/protocol_messages.py and the sans-IO sessions of locksmith/core/protocol.py.
+locksmith/core/protocol/messages.py and the sans-IO sessions of
+locksmith/core/protocol/session.py.
 
 Allowed to escape:
 * the message parsers (`parse_nonce`, `parse_attestation`, `parse_submission`,
@@ -11,9 +12,9 @@ Allowed to escape:
 * `ReconstitutionRound.admit`, given any Q from an identified holder: nothing; every
   submission gets an `AdmitResult`, and a recovered secret is always the bundle's.
 
-tests/core/test_protocol_messages.py and tests/core/test_protocol.py already feed short random
-bytes and random JSON; this adds mutations of *valid* messages at every layer, including the
-inner ones only a real holder can reach: a P signed by a bundle holder, and a Q sealed to the
+tests/core/protocol/test_messages.py and tests/core/protocol/test_session.py already feed short
+random bytes and random JSON; this adds mutations of *valid* messages at every layer, including
+the inner ones only a real holder can reach: a P signed by a bundle holder, and a Q sealed to the
 session's own enclave key, so the fuzzed bytes get past the signature and the AEAD.
 """
 
@@ -25,23 +26,23 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 from hypothesis import given
 from hypothesis import strategies as st
 
-from locksmith.core import frame
-from locksmith.core.attestation import Attestation
-from locksmith.core.protocol import (
-    NEED_DATA, Accepted, AttestationReceived, ConnectionClosed, EnclaveSession, HolderSession,
-    NonceReceived, ProtocolViolation, Rejected, ShareRejected, ShareSubmitted,
-    SubmissionReceived, UnexpectedAnswer,
-)
-from locksmith.core.protocol_holders import BundleHolders
-from locksmith.core.protocol_messages import (
+from locksmith.core.attestation.verify import Attestation
+from locksmith.core.protocol import frame
+from locksmith.core.protocol.holders import BundleHolders
+from locksmith.core.protocol.messages import (
     AttestationMessage, NonceMessage, RemoteProtocolError, ShareRequest, SignedPayload,
     SubmissionMessage, parse_attestation, parse_nonce, parse_share_request,
     parse_signed_payload, parse_submission, parse_verdict, submission_bundle_hash,
 )
-from locksmith.core.reconstitution import (
+from locksmith.core.protocol.reconstitution import (
     BundleTampered, QuorumReached, ReconstitutionRound, RecoveryFailed, ShareAccepted,
 )
-from locksmith.core.transport import seal
+from locksmith.core.protocol.session import (
+    NEED_DATA, Accepted, AttestationReceived, ConnectionClosed, EnclaveSession, HolderSession,
+    NonceReceived, ProtocolViolation, Rejected, ShareRejected, ShareSubmitted,
+    SubmissionReceived, UnexpectedAnswer,
+)
+from locksmith.core.protocol.transport import seal
 from tests.core.protocol_kit import NOW, fixture_quorum, generated_quorum
 from tests.fuzz.strategies import (
     armored_packet_mutated, chunked, fuzz, json_any, json_mutated, mutated, only, outcome,

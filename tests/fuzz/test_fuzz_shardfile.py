@@ -1,4 +1,4 @@
-"""The shardfile reader (locksmith/core/shardfile.py) under hostile input: `split_messages`,
+"""The shardfile reader (locksmith/core/bundle/shardfile.py) under hostile input: `split_messages`,
 `parse_metadata`, `decrypt_metadata` and `decrypt_own_share`.
 
 Allowed to escape: `ShardfileError` only (the reader maps the OpenPGP layer's errors to its
@@ -18,7 +18,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from locksmith.core import shardfile
+from locksmith.core.bundle import shardfile
 from locksmith.core.openpgp import quorumkey, validity
 from locksmith.core.openpgp.armor import armor
 from locksmith.core.openpgp.message import signed_literal

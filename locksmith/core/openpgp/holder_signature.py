@@ -14,7 +14,7 @@ for every candidate key. `signed_digest` computes it once and checks the 2-byte 
 `verifies_digest` checks a key against that digest; `issuer_hints` reads the issuer key IDs and
 fingerprints so that the caller can try the named keys first. `verify_holder_signature` below
 stays the plain, one-holder-at-a-time reading of protocol.md §7 (the reference the indexed
-identification in `protocol_holders` is tested against).
+identification in `protocol.holders` is tested against).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
-from locksmith.core import slip10
+from locksmith.core.keyfork import slip10
 from locksmith.core.openpgp.armor import armor
 from locksmith.core.openpgp.errors import OpenPGPError
 from locksmith.core.openpgp.keys import PublicKey, SecretKey
@@ -71,7 +71,7 @@ def account_node(secret: bytes) -> slip10.ExtendedKey:
     """`m/7366512'/0'` from the BIP-39 seed of `secret` (the secret is the BIP-39 entropy)."""
     if len(secret) != 32:
         raise QuorumKeyError("the quorum secret must be 32 bytes")
-    from locksmith.core import bip39  # deferred: see the imports
+    from locksmith.core.keyfork import bip39  # deferred: see the imports
 
     seed = bip39.mnemonic_to_seed(bip39.entropy_to_mnemonic(secret))
     return slip10.derive_path(seed, ACCOUNT_PATH)

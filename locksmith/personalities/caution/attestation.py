@@ -18,9 +18,9 @@ from typing import Any, Mapping, Optional
 
 import typer
 
-from locksmith.core import attestation as att
-from locksmith.core.nsm import NsmError
-from locksmith.core.pcr_policy import (
+from locksmith.core.attestation import verify as att
+from locksmith.core.attestation.nsm import NsmError
+from locksmith.core.attestation.pcr_policy import (
     PcrPolicy,
     PcrPolicyError,
     TrustedHashes,
@@ -108,7 +108,7 @@ DEVELOPMENT_ROOT_HINT = ("this document comes from a simulated (development) NSM
 def development_root_hint(document: bytes, trust_root_given: bool) -> list[str]:
     """A `caused by` line for a chain failure against the AWS root when the document is signed
     by our simulated NSM, whose root names itself: the fix is one option away."""
-    from locksmith.core.nsm_simulated import ROOT_CN
+    from locksmith.core.attestation.nsm_simulated import ROOT_CN
     if trust_root_given or ROOT_CN.encode("utf-8") not in document:
         return []
     return [DEVELOPMENT_ROOT_HINT]
@@ -288,7 +288,7 @@ def simulate_command(
                                              help="Put these bytes in the public_key field."),
 ) -> None:
     """Write a simulated attestation document (raw CBOR) to stdout, for development."""
-    from locksmith.core.nsm_simulated import SimulatedNsm
+    from locksmith.core.attestation.nsm_simulated import SimulatedNsm
 
     if nsm_dir is None or not str(nsm_dir):
         raise UsageError("--nsm-dir DIR is required (or set LOCKSMITH_NSM_DIR)")

@@ -19,13 +19,13 @@ from typing import Optional
 
 import typer
 
-from locksmith.core.attestation import CertificateChainError, TrustAnchor, format_ms
-from locksmith.core.bundle import BundleError, BundleV1, parse_bundle
-from locksmith.core.bundle_checks import CheckedBundle, check_bundle
-from locksmith.core.keymaker_proof import (
+from locksmith.core.attestation.pcr_policy import PcrPolicy, PcrPolicyError
+from locksmith.core.attestation.verify import CertificateChainError, TrustAnchor, format_ms
+from locksmith.core.bundle.checks import CheckedBundle, check_bundle
+from locksmith.core.bundle.keymaker_proof import (
     NO_POLICY_WARNING, KeymakerProofError, ProofResult, verify_keymaker_proof,
 )
-from locksmith.core.pcr_policy import PcrPolicy, PcrPolicyError
+from locksmith.core.bundle.model import BundleError, BundleV1, parse_bundle
 from locksmith.personalities.caution import ui
 from locksmith.personalities.caution.attestation import development_root_hint, load_trust_root
 from locksmith.personalities.caution.ui import CliError

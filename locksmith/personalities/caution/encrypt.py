@@ -13,10 +13,10 @@ from typing import List, Optional
 
 import typer
 
-from locksmith.core.envfile import EnvFileError, is_env_key, parse_env
+from locksmith.core.app.envfile import EnvFileError, is_env_key, parse_env
+from locksmith.core.app.shellquote import ENV_STRING_LIMIT, RESERVED_NAME, reserved_name
 from locksmith.core.openpgp import message, validity
 from locksmith.core.openpgp.armor import armor
-from locksmith.core.shellquote import ENV_STRING_LIMIT, RESERVED_NAME, reserved_name
 from locksmith.personalities.caution import ui
 from locksmith.personalities.caution.bundles import (
     ALLOW_DEBUG_OPTION, DEFAULT_BUNDLE, POLICY_OPTION, TRUST_ROOT_OPTION, UNSAFE_NO_POLICY_OPTION,

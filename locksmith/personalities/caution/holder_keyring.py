@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from locksmith.core import own_share, shardfile
-from locksmith.core.bundle import BundleV1, WebAuthnKey
-from locksmith.core.bundle_checks import CheckedBundle
+from locksmith.core.bundle import own_share, shardfile
+from locksmith.core.bundle.checks import CheckedBundle
+from locksmith.core.bundle.model import BundleV1, WebAuthnKey
 from locksmith.core.openpgp.certs import Certificate
 from locksmith.core.openpgp.errors import OpenPGPError
 from locksmith.core.openpgp.keys import SecretKey

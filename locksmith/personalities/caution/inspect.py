@@ -17,11 +17,11 @@ from typing import Any, Optional
 import typer
 
 from locksmith.core import strictjson
-from locksmith.core.attestation import format_ms
-from locksmith.core.bundle import (
+from locksmith.core.attestation.verify import format_ms
+from locksmith.core.bundle.checks import CheckedBundle, check_bundle
+from locksmith.core.bundle.model import (
     KEYRING_CHECKSUM_MISMATCH, BundleV0, BundleV1, ImportedV0,
 )
-from locksmith.core.bundle_checks import CheckedBundle, check_bundle
 from locksmith.core.canonical_cbor import bundle_hash, imported_v0_content_hash, proof_nonce
 from locksmith.core.openpgp import validity
 from locksmith.core.openpgp.certs import Certificate

@@ -15,12 +15,13 @@ from typing import Any
 
 import httpx
 
-from locksmith.core import shardfile, strictjson
-from locksmith.core.bundle import (
+from locksmith.core import strictjson
+from locksmith.core.bundle import shardfile
+from locksmith.core.bundle.checks import check_bundle
+from locksmith.core.bundle.model import (
     KEYRING_CHECKSUM_MISMATCH, V0_NECROPROOF_NOT_EMPTY, BundleError, BundleV0, BundleV1,
     OpenPGPKey,
 )
-from locksmith.core.bundle_checks import check_bundle
 from locksmith.core.openpgp import validity
 from locksmith.core.openpgp.certs import load_certificates
 from locksmith.core.openpgp.errors import OpenPGPError

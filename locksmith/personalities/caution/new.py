@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import typer
 
-from locksmith.core.bundle import BundleV1
-from locksmith.core.bundle_checks import TEST_SECRET_FINGERPRINT
+from locksmith.core.bundle.checks import TEST_SECRET_FINGERPRINT
+from locksmith.core.bundle.model import BundleV1
 from locksmith.core.openpgp.certs import load_certificates
 from locksmith.core.openpgp.errors import OpenPGPError
 from locksmith.core.openpgp.normalise import NormalisedKeyring, normalise_keyring

@@ -1,6 +1,6 @@
 """`caution procfile check [PROCFILE] [--containerfile FILE]` (cli.md §7.3, §8).
 
-The checks themselves are `locksmith.core.procfile`; this module reads the files and reports.
+The checks themselves are `locksmith.core.app.procfile`; this module reads the files and reports.
 Every finding is printed (`error: …`, `warning: …` on stderr) before the exit status, so one run
 shows everything to fix. The Containerfile is read only when Locksmith is enabled, because only
 then does the image have to carry the bundle and secrets. The bundle is read to learn whether it
@@ -19,11 +19,11 @@ from typing import Optional
 
 import typer
 
-from locksmith.core.bundle import BundleError, BundleV1, parse_bundle
-from locksmith.core.bundle_checks import check_bundle
-from locksmith.core.procfile import (
+from locksmith.core.app.procfile import (
     Finding, ProcfileError, check_containerfile, check_procfile, parse_procfile,
 )
+from locksmith.core.bundle.checks import check_bundle
+from locksmith.core.bundle.model import BundleError, BundleV1, parse_bundle
 from locksmith.personalities.caution import ui
 from locksmith.personalities.caution.bundles import DEFAULT_BUNDLE, TEST_SECRET_WARNING
 from locksmith.personalities.caution.ui import CliError

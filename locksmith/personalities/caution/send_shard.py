@@ -20,11 +20,11 @@ from typing import Optional
 
 import typer
 
-from locksmith.core.attestation import TrustAnchor
-from locksmith.core.bundle import BundleV1
-from locksmith.core.pcr_policy import TrustedHashes, TrustedHashesError, is_debug_pcrs
+from locksmith.core.attestation.pcr_policy import TrustedHashes, TrustedHashesError, is_debug_pcrs
+from locksmith.core.attestation.verify import TrustAnchor
+from locksmith.core.bundle.model import BundleV1
 from locksmith.core.openpgp.keys import SecretKey
-from locksmith.core.protocol import Signer, submission_bundle_hash
+from locksmith.core.protocol.session import Signer, submission_bundle_hash
 from locksmith.personalities.caution import ui
 from locksmith.personalities.caution.attestation import load_trust_root, pcr_options
 from locksmith.personalities.caution.bundles import (

@@ -19,17 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from locksmith.core import attestation
-from locksmith.core.attestation import (
+from locksmith.core.attestation import verify as attestation
+from locksmith.core.attestation.verify import (
     AttestationError, CertificateChainError, DebugEnclaveError, TrustAnchor,
 )
+from locksmith.core.bundle.own_share import CheckedShare
 from locksmith.core.openpgp.keys import SecretKey
-from locksmith.core.own_share import CheckedShare
-from locksmith.core.protocol import (
+from locksmith.core.protocol.session import (
     NEED_DATA, Accepted, AttestationReceived, ConnectionClosed, HolderEvent, HolderSession,
     ProtocolViolation, Rejected, RemoteProtocolError, Signer, UnexpectedAnswer,
 )
-from locksmith.core.transport import KEY_LENGTH
+from locksmith.core.protocol.transport import KEY_LENGTH
 from locksmith.personalities.caution import ui
 from locksmith.personalities.caution.attestation import development_root_hint
 from locksmith.personalities.caution.ui import CliError

@@ -3,7 +3,7 @@
     create_app(service, one_shot=..., max_body=..., on_quorum=...) -> Starlette
 
 Thin on purpose: the body is read here (with the size limit, from `Content-Length` and while
-streaming), everything else is `core.keymaker_request` and `KeymakerService`, which run in a
+streaming), everything else is `core.keymaker.request` and `KeymakerService`, which run in a
 worker thread so `/health` answers during a generation. Every non-2xx answer, including the
 framework's own 404/405 and an unexpected exception, is `{"errors": [...]}`.
 
@@ -26,8 +26,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from locksmith.core import keymaker_request as km
-from locksmith.core.quorum import GenerationError
+from locksmith.core.keymaker import request as km
+from locksmith.core.keymaker.quorum import GenerationError
 from locksmith.personalities.keymaker.service import KeymakerService
 from locksmith.personalities.keymaker.settings import DEFAULT_MAX_BODY
 

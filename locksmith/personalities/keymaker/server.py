@@ -12,8 +12,9 @@ import socket
 import sys
 from collections.abc import Mapping
 
-from locksmith.core.nsm import NsmError
+from locksmith.core.attestation.nsm import NsmError
 from locksmith.personalities.keymaker import settings as cfg
+from locksmith.personalities.nsm_device import open_nsm
 
 log = logging.getLogger("keymaker")
 
@@ -56,7 +57,7 @@ def run(argv: list[str], env: Mapping[str, str] | None = None) -> int:
         warnings = cfg.check_environment(settings, environment)
         if settings.nsm.warning is not None:
             warnings.append(settings.nsm.warning)
-        nsm = settings.nsm.open()
+        nsm = open_nsm(settings.nsm)
     except cfg.StartupError as exc:
         print(f"keymaker: error: {exc}", file=sys.stderr)
         return 1
@@ -90,7 +91,7 @@ def run(argv: list[str], env: Mapping[str, str] | None = None) -> int:
 def _serve(settings: cfg.Settings, nsm: object, sock: socket.socket) -> int:
     import uvicorn
 
-    from locksmith.core.nsm import Nsm
+    from locksmith.core.attestation.nsm import Nsm
     from locksmith.personalities.keymaker.app import create_app
     from locksmith.personalities.keymaker.service import KeymakerService
 

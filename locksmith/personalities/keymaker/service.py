@@ -19,12 +19,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from locksmith.core import quorum
+from locksmith.core.attestation.nsm import Nsm
 from locksmith.core.canonical_cbor import bundle_hash, proof_nonce
-from locksmith.core.keymaker_request import (
+from locksmith.core.keymaker import quorum
+from locksmith.core.keymaker.request import (
     Request, V0Request, v0_response, v1_data, v1_response, validate,
 )
-from locksmith.core.nsm import Nsm
 from locksmith.core.openpgp.certs import Certificate
 from locksmith.core.openpgp.quorumkey import DEFAULT_EXPIRE
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from locksmith.core.nsm import DEVICE_PATH, NsmChoice, NsmUsageError, resolve_nsm
+from locksmith.core.attestation.nsm import DEVICE_PATH, NsmChoice, NsmUsageError, resolve_nsm
 from locksmith.core.openpgp import quorumkey
 from locksmith.personalities.argparsing import add_version
 

@@ -17,9 +17,9 @@ import signal
 import sys
 from types import FrameType
 
-from locksmith.core.keyfork_ipc import SocketLocation
-from locksmith.core.nsm import Nsm
-from locksmith.core.protocol import BundleHolders, ReconstitutionRound
+from locksmith.core.attestation.nsm import Nsm
+from locksmith.core.keyfork.ipc import SocketLocation
+from locksmith.core.protocol.session import BundleHolders, ReconstitutionRound
 from locksmith.personalities.keyforkd_launch import KeyforkdStartError, start_keyforkd
 from locksmith.personalities.locksmithd.logsink import log
 from locksmith.personalities.locksmithd.options import UsageError, parse_options, usage

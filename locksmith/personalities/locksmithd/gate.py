@@ -1,7 +1,7 @@
-"""The asyncio side of admission (finding F1): runs `core.protocol_admission` for the server,
+"""The asyncio side of admission (finding F1): runs `core.protocol.admission` for the server,
 and `Limits`, every number of protocol.md §9 as amended (docs/security.md explains each).
 
-`core.protocol_admission.Admission` decides, this module carries the decisions out: it resolves
+`core.protocol.admission.Admission` decides, this module carries the decisions out: it resolves
 the future a waiting connection sleeps on when it is admitted, cancels the task of a connection
 that is evicted (remembering why, for the log), and keeps one timer so that a decision that
 depends on time — an attestation token accruing, a grace period ending — is taken without any
@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from locksmith.core.protocol_admission import Admission, Policy
+from locksmith.core.protocol.admission import Admission, Policy
 
 __all__ = ["Conn", "Gate", "Limits"]
 

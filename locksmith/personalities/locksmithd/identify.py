@@ -13,8 +13,8 @@ clients never send) cannot delay a holder's screening.
 from __future__ import annotations
 
 from locksmith.core.openpgp.holder_signature import HolderSignatureError
-from locksmith.core.protocol import EnclaveSession, ShareRejected, ShareSubmitted
-from locksmith.core.protocol_holders import BundleHolders, IdentifiedHolder, Screening
+from locksmith.core.protocol.holders import BundleHolders, IdentifiedHolder, Screening
+from locksmith.core.protocol.session import EnclaveSession, ShareRejected, ShareSubmitted
 from locksmith.personalities.locksmithd.work import LATER, URGENT, WorkLanes
 
 __all__ = ["open_submission"]

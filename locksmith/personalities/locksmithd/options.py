@@ -19,8 +19,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from locksmith.core import keyfork_ipc
-from locksmith.core.nsm import NsmChoice, NsmUsageError, resolve_nsm
+from locksmith.core.attestation.nsm import NsmChoice, NsmUsageError, resolve_nsm
+from locksmith.core.keyfork import ipc as keyfork_ipc
 from locksmith.personalities.argparsing import add_version
 
 __all__ = [

@@ -13,7 +13,7 @@ time and decides what happens to the process when the round ends:
 * SIGTERM/SIGINT before that: return `Stopped(signum)`; the round's shares are wiped.
 
 Availability (docs/security.md, findings F1, F3, F7). Who may attest and who is cut to make
-room is `core.protocol_admission` (run by `gate.Gate`): many idle connections are held, each
+room is `core.protocol.admission` (run by `gate.Gate`): many idle connections are held, each
 attestation takes a rationed token, a waiting holder is admitted in arrival order, and under
 pressure the connection idle longest after message 2 makes way. Identification, opening shares
 and the round run on one worker thread (`work.WorkLanes`), never on the event loop; events a
@@ -39,15 +39,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from locksmith.core.nsm import Nsm
+from locksmith.core.attestation.nsm import Nsm
 from locksmith.core.openpgp.holder_signature import HolderSignatureError
-from locksmith.core.protocol import (
+from locksmith.core.protocol.messages import LocalProtocolError
+from locksmith.core.protocol.reconstitution import AdmitResult
+from locksmith.core.protocol.session import (
     NEED_DATA, BundleHolders, BundleTampered, ConnectionClosed, EnclaveSession, NonceReceived,
     ProtocolViolation, QuorumReached, ReconstitutionRound, ShareRejected, ShareSubmitted,
     SubmissionReceived,
 )
-from locksmith.core.protocol_messages import LocalProtocolError
-from locksmith.core.reconstitution import AdmitResult
 from locksmith.personalities.locksmithd.gate import Conn, Gate, Limits
 from locksmith.personalities.locksmithd.identify import open_submission
 from locksmith.personalities.locksmithd.logsink import RateLimitedLog, log

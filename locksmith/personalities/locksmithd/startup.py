@@ -15,14 +15,15 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from locksmith.core.attestation import TrustAnchor, format_ms
-from locksmith.core.bundle import (
+from locksmith.core.attestation.nsm import Nsm, NsmChoice, NsmError
+from locksmith.core.attestation.pcr_policy import PcrPolicy, PcrPolicyError
+from locksmith.core.attestation.verify import TrustAnchor, format_ms
+from locksmith.core.bundle.checks import CheckedBundle, check_bundle
+from locksmith.core.bundle.keymaker_proof import KeymakerProofError, verify_keymaker_proof
+from locksmith.core.bundle.model import (
     MAX_HOLDERS, BundleError, BundleV0, BundleV1, ImportedV0, parse_bundle,
 )
-from locksmith.core.bundle_checks import CheckedBundle, check_bundle
-from locksmith.core.keymaker_proof import KeymakerProofError, verify_keymaker_proof
-from locksmith.core.nsm import Nsm, NsmChoice, NsmError
-from locksmith.core.pcr_policy import PcrPolicy, PcrPolicyError
+from locksmith.personalities import nsm_device
 from locksmith.personalities.hardening import disable_core_dumps
 from locksmith.personalities.locksmithd.options import ListenAddress, Options
 
@@ -172,7 +173,7 @@ def excluded_holders(checked: CheckedBundle, fingerprints: Sequence[str],
 def open_nsm(choice: NsmChoice) -> Nsm:
     """Step 5."""
     try:
-        nsm = choice.open()
+        nsm = nsm_device.open_nsm(choice)
     except NsmError as exc:
         raise StartupError(f"cannot open the NSM ({choice.kind}): {exc}") from None
     assert nsm is not None  # locksmithd never resolves to "none"

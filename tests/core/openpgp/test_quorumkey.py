@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
-from locksmith.core import bip39, slip10
+from locksmith.core.keyfork import bip39, slip10
 from locksmith.core.openpgp import message, quorumkey, signature
 from locksmith.core.openpgp.armor import dearmor_one
 from locksmith.core.openpgp.certs import load_certificates

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from locksmith.core import shardfile
-from locksmith.core.bundle_checks import CheckedBundle
+from locksmith.core.bundle import shardfile
+from locksmith.core.bundle.checks import CheckedBundle
+from locksmith.core.bundle.own_share import CheckedShare, open_own_share
 from locksmith.core.card import signing
 from locksmith.core.card.appdata import Uif
 from locksmith.core.card.errors import CardError, PinBlocked, WrongData, WrongPin
@@ -32,7 +33,6 @@ from locksmith.core.openpgp.errors import DecryptionError, OpenPGPError
 from locksmith.core.openpgp.holder_signature import armor_signature, prepare_detached_text
 from locksmith.core.openpgp.keys import ECDH, DelegatedKey, PublicKey
 from locksmith.core.openpgp.secretkeys import normalise_fingerprint
-from locksmith.core.own_share import CheckedShare, open_own_share
 from locksmith.personalities.caution import ui
 from locksmith.personalities.caution.card.pcsc import Context, PcscError
 from locksmith.personalities.caution.card.survey import EmptyReader, SeenCard, survey

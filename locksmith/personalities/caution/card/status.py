@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from locksmith.core.bundle_checks import CheckedBundle
+from locksmith.core.bundle.checks import CheckedBundle
 from locksmith.core.card.appdata import AlgorithmAttributes, Uif
 from locksmith.core.card.holders import CardHolder, match_card
 from locksmith.personalities.caution import ui
