@@ -56,6 +56,7 @@ overwritten from Python.
 
 from __future__ import annotations
 
+import enum
 import hmac
 import itertools
 import re
@@ -72,8 +73,9 @@ from locksmith.core.protocol.messages import (
 from locksmith.core.protocol.share_search import new_subset_count, new_subsets, off_polynomial
 
 __all__ = [
-    "AdmitResult", "BundleTampered", "QuorumReached", "ReconstitutionRound", "RecoveryFailed",
-    "SEARCH_CAP", "ShareAccepted", "ShareRejected",
+    "AdmitResult", "BundleTampered", "KeyCheck", "QuorumReached", "ReconstitutionRound", "RecoveryFailed", "SEARCH_CAP",
+    "ShareAccepted", "ShareRejected", "check_recovered_key", "primary_matches",
+    "subkeys_derived",
 ]
 
 SHARE_LENGTH = 33  # coordinate x + 32 bytes of y (formats.md §8)
@@ -164,6 +166,37 @@ AdmitResult = ShareRejected | ShareAccepted | QuorumReached | RecoveryFailed | B
 
 def _wipe(buffer: bytearray) -> None:
     buffer[:] = bytes(len(buffer))
+
+
+# --- the recovered-key check (§8 steps 2 and 5), also for a forwarded secret -----------------
+
+class KeyCheck(enum.Enum):
+    MATCH = "match"
+    MISMATCH = "mismatch"  # step 2: the derived primary is not the bundle's
+    FOREIGN_SUBKEY = "foreign subkey"  # step 5: the bundle was altered after generation
+
+
+def primary_matches(keys: QuorumKeys, public_key: Certificate) -> bool:
+    """Step 2: component 0's v4 fingerprint against the bundle's primary (signatures and
+    expiry of `public_key` are ignored)."""
+    return hmac.compare_digest(keys.primary.public.fingerprint, public_key.primary.fingerprint)
+
+
+def subkeys_derived(keys: QuorumKeys, public_key: Certificate) -> bool:
+    """Step 5: every subkey packet of `public_key`, bound or not, is 1', 2' or 3'."""
+    derived = {k.public.fingerprint for k in (keys.sign, keys.encrypt, keys.authenticate)}
+    return all(sub.key.fingerprint in derived for sub in public_key.subkeys)
+
+
+def check_recovered_key(secret: bytes | bytearray, public_key: Certificate) -> KeyCheck:
+    """Steps 2 and 5 together on a 32-byte candidate secret — the round's check, and the one
+    a secret received from another enclave must pass (docs/forwarding.md §5.1, §6 step 7)."""
+    if len(secret) != SECRET_LENGTH:
+        return KeyCheck.MISMATCH
+    keys = quorum_keys(bytes(secret))
+    if not primary_matches(keys, public_key):
+        return KeyCheck.MISMATCH
+    return KeyCheck.MATCH if subkeys_derived(keys, public_key) else KeyCheck.FOREIGN_SUBKEY
 
 
 # --- the round ---------------------------------------------------------------------------------
@@ -339,12 +372,7 @@ class ReconstitutionRound:
         return QuorumReached(Accepted(0), secret, (*log, *lines), culprits)
 
     def _primary_matches(self, keys: QuorumKeys) -> bool:
-        """Step 2: component 0's v4 fingerprint against the bundle's primary (signatures and
-        expiry of `public_key` are ignored)."""
-        return hmac.compare_digest(keys.primary.public.fingerprint,
-                                   self._public_key.primary.fingerprint)
+        return primary_matches(keys, self._public_key)
 
     def _subkeys_derived(self, keys: QuorumKeys) -> bool:
-        """Step 5: every subkey packet of `public_key`, bound or not, is 1', 2' or 3'."""
-        derived = {k.public.fingerprint for k in (keys.sign, keys.encrypt, keys.authenticate)}
-        return all(sub.key.fingerprint in derived for sub in self._public_key.subkeys)
+        return subkeys_derived(keys, self._public_key)
