@@ -1,8 +1,9 @@
-"""Busybox-style entry point: one executable, five personalities.
+"""Busybox-style entry point: one executable, six personalities.
 
 The personality is chosen by the basename of argv[0] (`caution`, `locksmithd`, ... as symlinks to
-the zipapp) or, for the generic names, by the first argument. Each personality module is imported
-only when chosen: the enclave boot path must not import the CLI or HTTP stacks (spec README §2).
+the zipapp) or, for the generic names, by the first argument (`forwardd`, which only locksmithd
+starts, has no symlink). Each personality module is imported only when chosen: the enclave boot
+path must not import the CLI or HTTP stacks (spec README §2).
 Under a generic name, `--help` lists the personalities and `--version` names the version, the
 zipapp's build id and the Python running it.
 """
@@ -17,6 +18,7 @@ from typing import Callable, Sequence
 # name -> module path; each module exposes `main(argv: list[str]) -> int`. None: not built yet.
 PERSONALITIES: dict[str, str | None] = {
     "caution": "locksmith.personalities.caution",
+    "forwardd": "locksmith.personalities.forwardd",
     "keyforkd": "locksmith.personalities.keyforkd",
     "keymaker": "locksmith.personalities.keymaker",
     "locksmith-oneshot": "locksmith.personalities.oneshot",
@@ -24,6 +26,7 @@ PERSONALITIES: dict[str, str | None] = {
 }
 SUMMARIES = {
     "caution": "holder/developer CLI: keys, quorums, secrets, send-shard, attestations, cards",
+    "forwardd": "key-forwarding provider on TCP 49505, started by locksmithd after the unlock",
     "keyforkd": "holds the secret in memory, answers derivations on a 0600 Unix socket",
     "keymaker": "quorum-generation HTTP service",
     "locksmith-oneshot": "decrypts the app's secrets, prints `export NAME='value'` lines",

@@ -11,7 +11,7 @@ def test_unknown_first_argument_lists_valid_personalities(capsys: pytest.Capture
     assert run(["locksmith.pyz", "frobnicate"]) == 2
     assert capsys.readouterr().err.strip() == (
         "unknown personality 'frobnicate'; expected one of: "
-        "caution, keyforkd, keymaker, locksmith-oneshot, locksmithd"
+        "caution, forwardd, keyforkd, keymaker, locksmith-oneshot, locksmithd"
     )
 
 

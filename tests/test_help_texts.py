@@ -15,7 +15,7 @@ from locksmith import __version__
 from locksmith.personalities.caution.app import build_app
 from tests.conftest import REPO
 
-DAEMONS = ("keymaker", "locksmithd", "keyforkd", "locksmith-oneshot")
+DAEMONS = ("keymaker", "locksmithd", "keyforkd", "locksmith-oneshot", "forwardd")
 # Spec references ("§3", "enclave.md") and our own class names mean nothing to a user.
 INTERNAL = re.compile(r"§|\b\w+\.md\b|\b(?:CheckedBundle|BundleV[01]|SecretKey|PublicKey|"
                       r"TrustAnchor|PcrPolicy|NsmChoice|Settings|Options|UsageError)\b")
@@ -75,6 +75,7 @@ def test_every_personality_answers_version_and_short_help(prog: str) -> None:
 @pytest.mark.parametrize("prog,args", [
     ("keymaker", ["--frobnicate"]), ("locksmithd", ["--frobnicate"]),
     ("keyforkd", ["--frobnicate"]), ("locksmith-oneshot", ["--frobnicate"]),
+    ("forwardd", ["--frobnicate"]),
 ])
 def test_daemon_usage_errors_are_one_prog_error_line(prog: str, args: list[str]) -> None:
     result = _run(prog, *args)

@@ -23,6 +23,7 @@ import sys
 
 from locksmith.core.keyfork import bip39, slip10
 from locksmith.core.keyfork import ipc as keyfork_ipc
+from locksmith.personalities import secret_fd
 from locksmith.personalities.argparsing import add_version
 from locksmith.personalities.hardening import disable_core_dumps
 from locksmith.personalities.keyforkd_server import KeyforkServer, MasterNode
@@ -96,29 +97,10 @@ def wipe(buffer: bytearray) -> None:
 
 def read_secret_fd(fd: int) -> bytearray:
     """Exactly 32 bytes, then EOF, read straight into a bytearray; the fd is closed."""
-    buffer = bytearray(SECRET_LENGTH + 1)
-    got = 0
     try:
-        while got < len(buffer):
-            count = os.readv(fd, [memoryview(buffer)[got:]])
-            if count == 0:
-                break
-            got += count
-    except OSError as exc:
-        wipe(buffer)
-        raise StartupError(f"cannot read the secret from fd {fd}: {exc.strerror or exc}") from None
-    finally:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    if got != SECRET_LENGTH:
-        wipe(buffer)
-        found = "more" if got > SECRET_LENGTH else str(got)
-        raise StartupError(f"expected exactly {SECRET_LENGTH} secret bytes on fd {fd}, "
-                           f"got {found}")
-    del buffer[SECRET_LENGTH:]
-    return buffer
+        return secret_fd.read_secret_fd(fd)
+    except secret_fd.SecretInputError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def read_secret_hex_file(path: str) -> bytearray:

@@ -7,6 +7,7 @@
     work.py      the worker thread and its two lanes: CPU work never runs on the loop (F3)
     identify.py  §7 steps 2–3 staged on the lanes: screen, scan if needed, open the share
     logsink.py   one line per event on stderr; rate-limited lines for floods (F7)
+    forward_client.py  key forwarding's requester tasks beside the server (docs/forwarding.md §6)
     daemon.py    `main`: wires them together and turns the round's outcome into an exit status
 """
 

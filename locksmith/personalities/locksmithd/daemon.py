@@ -1,9 +1,15 @@
 """`locksmithd`: serve TCP 49504 until the quorum is reached, then hand the secret to keyforkd.
 
     options (exit 2) → startup §3.1 (exit 1, nothing bound) → serve (server.py) → outcome:
-      Unlocked  → start keyforkd with the secret, wipe it, exit 0 (or 1: keyforkd did not start)
+      Unlocked  → start keyforkd with the secret (exit 1: it did not start), then forwardd when
+                  `--forward-listen` is set (its failure is only logged), wipe it, exit 0
       Tampered  → exit 1 (the bundle's public key carries a foreign subkey)
       Stopped   → SIGTERM/SIGINT: shares wiped, exit 143/130
+
+Key forwarding (docs/forwarding.md): with `--forward-from`, the requester tasks
+(forward_client.py) run beside the 49504 server and a secret they receive ends the collection
+like a quorum; with `--forward-listen`, the address is bound at startup and handed to forwardd
+after keyforkd is ready. Without either, nothing of key forwarding is even imported.
 
 Boot-path rule (README §2): nothing here, nor anything it imports, loads typer, click, httpx,
 uvicorn, starlette or PGPy; `tests/test_locksmithd.py` checks `sys.modules` after an unlock.
@@ -14,20 +20,28 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
+from collections.abc import Callable, Coroutine
 from types import FrameType
+from typing import Any
 
 from locksmith.core.attestation.nsm import Nsm
 from locksmith.core.keyfork.ipc import SocketLocation
+from locksmith.core.protocol.messages import submission_bundle_hash
 from locksmith.core.protocol.session import BundleHolders, ReconstitutionRound
 from locksmith.personalities.keyforkd_launch import KeyforkdStartError, start_keyforkd
+from locksmith.personalities.launch import DaemonStartError, own_command, start_daemon
 from locksmith.personalities.locksmithd.logsink import log
-from locksmith.personalities.locksmithd.options import UsageError, parse_options, usage
+from locksmith.personalities.locksmithd.options import (
+    ListenAddress, Options, UsageError, parse_options, usage,
+)
 from locksmith.personalities.locksmithd.server import (
     Locksmithd, Outcome, Stopped, Tampered, Unlocked,
 )
 from locksmith.personalities.locksmithd.startup import (
-    StartupError, bind, listening_line, open_nsm, prepare,
+    Loaded, StartupError, bind, bind_forwarding, forwarding_anchor, listening_line, open_nsm,
+    own_pcrs, prepare, read_approvals,
 )
 
 __all__ = ["main"]
@@ -62,7 +76,7 @@ def _wipe(buffer: bytearray) -> None:
 
 
 def _hand_over(secret: bytearray, location: SocketLocation) -> int:
-    """enclave.md §3.3: keyforkd gets the secret through a pipe; we wipe ours either way."""
+    """enclave.md §3.3: keyforkd gets the secret through a pipe (the caller wipes ours)."""
     try:
         # keyforkd creates $XDG_RUNTIME_DIR/keyforkd/ itself when the path is that default
         # (enclave.md §3), also when it arrives explicitly with --socket as here.
@@ -71,13 +85,48 @@ def _hand_over(secret: bytearray, location: SocketLocation) -> int:
     except KeyforkdStartError as exc:
         log(str(exc))  # `keyforkd did not start: <reason>`
         return 1
-    finally:
-        _wipe(secret)
-    log(f"keyforkd is ready at {location.path} (pid {pid}); the secret was wiped here; exiting")
+    log(f"keyforkd is ready at {location.path} (pid {pid})")
     return 0
 
 
-def _finish(outcome: Outcome, location: SocketLocation) -> int:
+def forwardd_arguments(options: Options, listen_fd: int) -> list[str]:
+    """forwardd's own options (docs/forwarding.md §5.1), locksmithd's meanings kept; the
+    launcher adds `--secret-fd`."""
+    args = ["--listen-fd", str(listen_fd), "--bundle", options.bundle,
+            "--keymaker-pcr-policy", options.policy, "--nsm", options.nsm.kind]
+    if options.nsm.directory is not None:
+        args += ["--nsm-dir", str(options.nsm.directory)]
+    if options.trust_root is not None:
+        args += ["--trust-root", options.trust_root]
+    if options.allow_debug_enclave:
+        args.append("--allow-debug-enclave")
+    for fpr in options.exclude_holders:
+        args += ["--exclude-holder", fpr]
+    return args
+
+
+def _start_provider(secret: bytearray, bound: socket.socket, options: Options) -> None:
+    """§5.1: forwardd takes the bound socket and the secret, and is not waited for: the
+    application's start does not depend on it, so a failure is only logged."""
+    address = _bound_address(bound)
+    try:
+        pid = start_daemon(own_command("forwardd"), secret, program="forwardd",
+                           label="forwarding provider",
+                           args=forwardd_arguments(options, bound.fileno()),
+                           pass_fds=(bound.fileno(),))
+    except DaemonStartError as exc:
+        log(str(exc))  # `forwarding provider did not start: <reason>`
+        return
+    log(f"forwarding provider started on {address} (forwardd, pid {pid})")
+
+
+def _bound_address(bound: socket.socket) -> ListenAddress:
+    host, port = bound.getsockname()[:2]
+    return ListenAddress(host, port)
+
+
+def _finish(outcome: Outcome, location: SocketLocation, options: Options,
+            forward: socket.socket | None) -> int:
     if isinstance(outcome, Stopped):
         return _stopped(outcome.signum)
     if isinstance(outcome, Tampered):
@@ -85,7 +134,40 @@ def _finish(outcome: Outcome, location: SocketLocation) -> int:
         return 1
     assert isinstance(outcome, Unlocked)
     log("listener closed; every other connection was closed without a response")
-    return _hand_over(outcome.secret, location)
+    try:
+        status = _hand_over(outcome.secret, location)
+        if status == 0 and forward is not None:
+            _start_provider(outcome.secret, forward, options)
+    finally:
+        _wipe(outcome.secret)
+    if status == 0:
+        log("the secret was wiped here; exiting")
+    return status
+
+
+Companion = Callable[[], Coroutine[Any, Any, None]]
+
+
+def _requester(options: Options, loaded: Loaded, nsm: Nsm,
+               server: Locksmithd) -> Companion | None:
+    """§6: the requester tasks, or None without `--forward-from`. Imported only when asked
+    for, so that an image without key forwarding boots exactly as before."""
+    if not options.forward_from:
+        return None
+    from locksmith.core.forwarding.approval import PcrSet
+    from locksmith.core.forwarding.requester import approvals_to_present
+    from locksmith.personalities.locksmithd.forward_client import ForwardClient, Requester
+
+    anchor = forwarding_anchor(options, log)
+    bundle_hash = submission_bundle_hash(loaded.checked.bundle)
+    assert bundle_hash is not None  # startup refused a v0 bundle
+    texts = [text for _, text in read_approvals(options.approvals, log)]
+    chosen = approvals_to_present(texts, bundle_hash=bundle_hash,
+                                  own_pcrs=PcrSet.from_pcrs(own_pcrs(nsm)))
+    requester = Requester(providers=options.forward_from, bundle_hash=bundle_hash,
+                          public_key=loaded.checked.quorum_certificate, anchor=anchor,
+                          approvals=chosen)
+    return ForwardClient(requester, server).run
 
 
 def main(argv: list[str]) -> int:
@@ -101,6 +183,7 @@ def main(argv: list[str]) -> int:
     nsm: Nsm | None = None
     round_: ReconstitutionRound | None = None
     listener = None
+    forward: socket.socket | None = None
     try:
         if options.nsm.warning is not None:
             log(f"warning: {options.nsm.warning}")
@@ -109,12 +192,18 @@ def main(argv: list[str]) -> int:
                                             generation_time=loaded.generation_time)
         round_ = ReconstitutionRound.from_bundle(loaded.checked, excluded=loaded.excluded)
         nsm = open_nsm(options.nsm)
-        listener = bind(options.listen)
-        log(listening_line(listener, loaded.checked))
         server = Locksmithd(holders=holders, round=round_, nsm=nsm)
-        outcome = asyncio.run(server.serve(listener))
+        companion = _requester(options, loaded, nsm, server)
+        listener = bind(options.listen)
+        if options.forward_listen is not None:
+            forward = bind_forwarding(options.forward_listen)
+        log(listening_line(listener, loaded.checked))
+        if forward is not None:
+            log(f"forwarding address {_bound_address(forward)} reserved: forwardd serves it "
+                "after the unlock")
+        outcome = asyncio.run(server.serve(listener, companion))
         _trap_signals()  # asyncio restored the defaults when it removed its handlers
-        return _finish(outcome, options.keyforkd_socket)
+        return _finish(outcome, options.keyforkd_socket, options, forward)
     except StartupError as exc:
         log(str(exc))
         return 1
@@ -127,5 +216,7 @@ def main(argv: list[str]) -> int:
             round_.wipe()
         if listener is not None:
             listener.close()
+        if forward is not None:
+            forward.close()
         if nsm is not None:
             nsm.close()

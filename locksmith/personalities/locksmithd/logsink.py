@@ -6,81 +6,34 @@ phrases, counts, holder indices and fingerprints, never from shares, signatures 
 Events a peer can trigger at will without being a holder — limit hits, protocol violations,
 accept errors — go through `RateLimitedLog`: at most one line per second per kind, and the
 events suppressed in between are counted in the next line, so an attacker cannot flood the
-console while an operator still sees that something happened and how often.
+console while an operator still sees that something happened and how often. The mechanism is
+shared with forwardd (`personalities/daemonkit/ratelog.py`); this module fixes locksmithd's
+program name and wording.
 """
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-__all__ = ["PROG", "RateLimitedLog", "log"]
+from locksmith.personalities.daemonkit import ratelog
+from locksmith.personalities.daemonkit.ratelog import INTERVAL
+
+__all__ = ["INTERVAL", "PROG", "RateLimitedLog", "log"]
 
 PROG = "locksmithd"
-INTERVAL = 1.0  # seconds between two lines of one kind (enclave.md §3.2)
 
 
 def log(text: str) -> None:
     """One line on stderr; a closed or broken stderr must not take the daemon down."""
-    try:
-        sys.stderr.write(f"{PROG}: {text}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+    ratelog.stderr_line(PROG, text)
 
 
-@dataclass
-class _Kind:
-    last: float = -INTERVAL  # monotonic time of the last line written
-    pending: int = 0  # events since that line, not yet reported
-    latest: str = ""  # the text of the newest of them
-    timer: asyncio.TimerHandle | None = None
-
-
-class RateLimitedLog:
+class RateLimitedLog(ratelog.RateLimitedLog):
     """`hit(kind, text)`: the first event of a quiet kind is logged at once; later ones within a
     second are counted and reported together one second after the previous line, e.g.
     `<newest text> (3 events of this kind since the last report)`."""
 
     def __init__(self, write: Callable[[str], None] = log,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._write = write
-        self._clock = clock
-        self._kinds: dict[str, _Kind] = {}
-
-    def hit(self, kind: str, text: str) -> None:
-        state = self._kinds.setdefault(kind, _Kind())
-        now = self._clock()
-        if state.pending == 0 and now - state.last >= INTERVAL:
-            state.last = now
-            self._write(text)
-            return
-        state.pending += 1
-        state.latest = text
-        if state.timer is None:
-            delay = max(0.0, state.last + INTERVAL - now)
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # outside the event loop: report at once
-                self._flush(state)
-                return
-            state.timer = loop.call_later(delay, self._flush, state)
-
-    def flush(self) -> None:
-        """Report every pending count now (shutdown)."""
-        for state in self._kinds.values():
-            if state.timer is not None:
-                state.timer.cancel()
-            self._flush(state)
-
-    def _flush(self, state: _Kind) -> None:
-        state.timer = None
-        if state.pending == 0:
-            return
-        count, state.pending = state.pending, 0
-        state.last = self._clock()
-        suffix = "" if count == 1 else f" ({count} events of this kind since the last report)"
-        self._write(state.latest + suffix)
+        super().__init__(write, clock)

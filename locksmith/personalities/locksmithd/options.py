@@ -10,6 +10,14 @@ commas or white space; the options replace the variable) lets an operator shut o
 whose signing key is known to be misused (docs/security.md F2). Here it is only checked to be a
 v4 fingerprint (40 hex digits, spaces allowed inside, any case); startup checks it names a
 holder of the bundle.
+
+Key forwarding (docs/forwarding.md §2.1), off unless asked for: `--forward-listen HOST[:PORT]`
+(env `LOCKSMITHD_FORWARD_LISTEN`) serves the secret to peers after the unlock; `--forward-from
+HOST[:PORT]` (repeatable, at most 16; env `LOCKSMITHD_FORWARD_FROM`, separated by commas or white
+space, replaced by the options) asks providers while 49504 is served; `--approvals DIR` (env
+`LOCKSMITH_APPROVALS_DIR`) holds the approvals a requester presents. A forwarding address
+without a port uses 49505; the shard port is refused for it, so that the two services can never
+be mistaken for each other.
 """
 
 from __future__ import annotations
@@ -24,17 +32,25 @@ from locksmith.core.keyfork import ipc as keyfork_ipc
 from locksmith.personalities.argparsing import add_version
 
 __all__ = [
-    "EXCLUDE_ENV", "ListenAddress", "Options", "UsageError", "parse_fingerprint", "parse_listen",
-    "parse_options", "usage",
+    "APPROVALS_ENV", "EXCLUDE_ENV", "FORWARD_FROM_ENV", "FORWARD_LISTEN_ENV", "ListenAddress",
+    "MAX_PROVIDERS", "Options", "UsageError", "parse_fingerprint", "parse_forwarding_address",
+    "parse_listen", "parse_options", "usage",
 ]
 
 DEFAULT_BUNDLE = "/etc/caution/bundle.json"
 DEFAULT_POLICY = "/etc/caution/keymaker-pcr-policy.json"
 DEFAULT_LISTEN = "0.0.0.0:49504"
+DEFAULT_APPROVALS = "/etc/caution/approvals"
+SHARD_PORT = 49504
+FORWARD_PORT = 49505  # docs/forwarding.md §2.1 (reserved range 49500–49600, cli.md §8)
+MAX_PROVIDERS = 16
 
 _PORT = re.compile(r"[0-9]{1,5}")
 _FINGERPRINT = re.compile(r"[0-9A-F]{40}")
 EXCLUDE_ENV = "LOCKSMITHD_EXCLUDE_HOLDERS"
+FORWARD_LISTEN_ENV = "LOCKSMITHD_FORWARD_LISTEN"
+FORWARD_FROM_ENV = "LOCKSMITHD_FORWARD_FROM"
+APPROVALS_ENV = "LOCKSMITH_APPROVALS_DIR"
 
 
 class UsageError(ValueError):
@@ -65,6 +81,65 @@ def parse_listen(text: str) -> ListenAddress:
     if not _PORT.fullmatch(port) or int(port) > 65535:
         raise error
     return ListenAddress(host, int(port))
+
+
+def parse_forwarding_address(text: str, *, connect: bool) -> ListenAddress:
+    """`HOST[:PORT]` or `[IPv6][:PORT]`; without a port, 49505. `connect`: an address to
+    connect to (`--forward-from`), where port 0 means nothing."""
+    error = UsageError(f"invalid forwarding address {text!r}: expected HOST[:PORT] or "
+                       "[IPV6][:PORT]")
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not host or "[" in host:
+            raise error
+        if rest == "":
+            port = str(FORWARD_PORT)
+        elif rest.startswith(":"):
+            port = rest[1:]
+        else:
+            raise error
+    elif ":" in text:
+        host, _, port = text.rpartition(":")
+        if not host or ":" in host:  # a bare IPv6 address needs its brackets
+            raise error
+    else:
+        host, port = text, str(FORWARD_PORT)
+    if not host or any(c.isspace() for c in host) or "," in host:
+        raise error
+    if not _PORT.fullmatch(port) or int(port) > 65535 or (connect and int(port) == 0):
+        raise error
+    return ListenAddress(host, int(port))
+
+
+def _forward_listen(text: str | None, listen: ListenAddress) -> ListenAddress | None:
+    """`--forward-listen` must not be the shard port: 49504 itself, or the port `--listen`
+    serves on an overlapping address."""
+    if not text:
+        return None
+    address = parse_forwarding_address(text, connect=False)
+    wildcard = ("0.0.0.0", "::")
+    overlaps = (address.host == listen.host or address.host in wildcard
+                or listen.host in wildcard)
+    if address.port == SHARD_PORT or (address.port != 0 and address.port == listen.port
+                                      and overlaps):
+        raise UsageError(f"--forward-listen must not use the shard port {address.port}")
+    return address
+
+
+def _forward_from(options: Sequence[str] | None,
+                  env: Mapping[str, str]) -> tuple[ListenAddress, ...]:
+    if options:
+        texts = list(options)
+    else:
+        texts = [t for t in re.split(r"[,\s]+", env.get(FORWARD_FROM_ENV, "")) if t]
+    out: list[ListenAddress] = []
+    for text in texts:
+        address = parse_forwarding_address(text, connect=True)
+        if address not in out:
+            out.append(address)
+    if len(out) > MAX_PROVIDERS:
+        raise UsageError(f"at most {MAX_PROVIDERS} forwarding providers")
+    return tuple(out)
 
 
 def parse_fingerprint(text: str) -> str:
@@ -98,6 +173,14 @@ class Options:
     allow_debug_enclave: bool
     keyforkd_socket: keyfork_ipc.SocketLocation
     exclude_holders: tuple[str, ...] = ()  # primary fingerprints, uppercase hex
+    forward_listen: ListenAddress | None = None  # provider: serve the secret here after unlock
+    forward_from: tuple[ListenAddress, ...] = ()  # requester: ask these providers
+    approvals: str = DEFAULT_APPROVALS  # requester: the approvals it presents
+
+    @property
+    def forwarding(self) -> bool:
+        """Either role of key forwarding is enabled."""
+        return self.forward_listen is not None or bool(self.forward_from)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -129,6 +212,17 @@ def _parser() -> argparse.ArgumentParser:
                         help="refuse every submission from the holder with this primary "
                         "fingerprint (repeatable; env LOCKSMITHD_EXCLUDE_HOLDERS, separated by "
                         "commas or spaces)")
+    parser.add_argument("--forward-listen", metavar="HOST[:PORT]",
+                        help="after the unlock, serve the secret to attested peers on this "
+                        f"address (env {FORWARD_LISTEN_ENV}; default off; port "
+                        f"{FORWARD_PORT} when omitted)")
+    parser.add_argument("--forward-from", metavar="HOST[:PORT]", action="append",
+                        help="also ask this unlocked enclave for the secret while serving the "
+                        f"holders (repeatable, at most {MAX_PROVIDERS}; env {FORWARD_FROM_ENV}, "
+                        f"separated by commas or spaces; port {FORWARD_PORT} when omitted)")
+    parser.add_argument("--approvals", metavar="DIR",
+                        help="holder approvals to present to a provider (env "
+                        f"{APPROVALS_ENV}, default {DEFAULT_APPROVALS})")
     return parser
 
 
@@ -141,21 +235,28 @@ def parse_options(argv: Sequence[str], env: Mapping[str, str]) -> Options:
     value) and `--help` raise `SystemExit` with status 2 and 0 after printing, as usual."""
     args = _parser().parse_args(list(argv))
     for name in ("bundle", "keymaker_pcr_policy", "listen", "nsm", "nsm_dir", "trust_root",
-                 "keyforkd_socket"):
+                 "keyforkd_socket", "forward_listen", "approvals"):
         if getattr(args, name) == "":
             raise UsageError(f"--{name.replace('_', '-')} must not be empty")
     try:
         nsm = resolve_nsm(args.nsm, args.nsm_dir, env)
     except NsmUsageError as exc:
         raise UsageError(str(exc)) from None
+    if any(text == "" for text in args.forward_from or ()):
+        raise UsageError("--forward-from must not be empty")
+    listen = parse_listen(args.listen or env.get("LOCKSMITHD_LISTEN_ADDR") or DEFAULT_LISTEN)
     return Options(
         bundle=args.bundle or env.get("LOCKSMITH_BUNDLE") or DEFAULT_BUNDLE,
         policy=args.keymaker_pcr_policy or env.get("LOCKSMITH_KEYMAKER_PCR_POLICY")
         or DEFAULT_POLICY,
-        listen=parse_listen(args.listen or env.get("LOCKSMITHD_LISTEN_ADDR") or DEFAULT_LISTEN),
+        listen=listen,
         nsm=nsm,
         trust_root=args.trust_root,
         allow_debug_enclave=args.allow_debug_enclave,
         keyforkd_socket=keyfork_ipc.resolve_socket_location(args.keyforkd_socket, env),
         exclude_holders=_excluded(args.exclude_holder, env),
+        forward_listen=_forward_listen(args.forward_listen or env.get(FORWARD_LISTEN_ENV),
+                                       listen),
+        forward_from=_forward_from(args.forward_from, env),
+        approvals=args.approvals or env.get(APPROVALS_ENV) or DEFAULT_APPROVALS,
     )

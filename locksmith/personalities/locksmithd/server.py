@@ -11,6 +11,9 @@ time and decides what happens to the process when the round ends:
   the last submitter `{"Accepted":{"remaining":0}}`, and return `Unlocked(secret)`;
 * `BundleTampered`: the same closing, answer the last submitter, return `Tampered`;
 * SIGTERM/SIGINT before that: return `Stopped(signum)`; the round's shares are wiped.
+* `deliver(outcome)` from another task on the loop (key forwarding's requester, docs/
+  forwarding.md §6 step 7): the same closing, with no submitter to answer; the round's shares
+  are wiped. Whichever of a quorum and a delivery comes first wins; the loser is wiped.
 
 Availability (docs/security.md, findings F1, F3, F7). Who may attest and who is cut to make
 room is `core.protocol.admission` (run by `gate.Gate`): many idle connections are held, each
@@ -34,10 +37,10 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from locksmith.core.attestation.nsm import Nsm
 from locksmith.core.openpgp.holder_signature import HolderSignatureError
@@ -55,6 +58,7 @@ from locksmith.personalities.locksmithd.work import WorkLanes
 
 __all__ = ["Limits", "Locksmithd", "Outcome", "Stopped", "Tampered", "Unlocked"]
 
+T = TypeVar("T")
 READ_SIZE = 64 * 1024
 # The worker thread runs Python code (signature scans, the recovery search) for up to a second
 # at a time; CPython lets a thread keep the GIL for 5 ms by default before handing it over, and
@@ -140,7 +144,11 @@ class Locksmithd:
 
     # --- lifetime ------------------------------------------------------------------------------
 
-    async def serve(self, listener: socket.socket) -> Outcome:
+    async def serve(self, listener: socket.socket,
+                    companion: Callable[[], Coroutine[Any, Any, None]] | None = None) -> Outcome:
+        """Serve until the round ends. `companion()` runs beside the listener from the moment
+        it serves until `serve` returns (key forwarding's requester tasks, which may end the
+        collection with `deliver`); it is cancelled then."""
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         self._gate = Gate(self._limits.policy(), loop, self._evicted)
@@ -150,10 +158,16 @@ class Locksmithd:
             loop.add_signal_handler(signum, self.stop, signum)
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+        companion_task: asyncio.Task[None] | None = None
         try:
             self._server = await asyncio.start_server(self._connection, sock=listener)
+            if companion is not None:
+                companion_task = asyncio.create_task(companion())
             outcome = await self._done
         finally:
+            if companion_task is not None:
+                companion_task.cancel()
+                await asyncio.gather(companion_task, return_exceptions=True)
             sys.setswitchinterval(switch_interval)
             for signum in signals:
                 loop.remove_signal_handler(signum)
@@ -163,7 +177,7 @@ class Locksmithd:
             self._work.shutdown()  # waits for a running job: the round is wiped after it
             self._nsm_executor.shutdown(wait=False, cancel_futures=True)
             self._rlog.flush()
-        if not isinstance(outcome, Unlocked):
+        if not self._round.finished:  # stopped, or a secret delivered from elsewhere
             self._round.wipe()
         return outcome
 
@@ -172,6 +186,24 @@ class Locksmithd:
         if self._done is not None and not self._done.done():
             self._close_listener()
             self._done.set_result(Stopped(signum))
+
+    def deliver(self, outcome: Unlocked | Tampered) -> bool:
+        """End the collection with a secret (or a verdict on the bundle) that came another
+        way: `serve` returns `outcome`, the listener and every holder connection are closed
+        without a response (protocol.md §10). False when the collection already ended; the
+        caller then wipes its secret."""
+        if self._done is None or self._done.done():
+            return False
+        self._close_listener()
+        self._done.set_result(outcome)
+        return True
+
+    async def with_nsm(self, call: Callable[[Nsm], T]) -> T:
+        """`call(nsm)` on the one NSM thread, which other tasks on the loop share with the
+        holders' attestations (one NSM request at a time)."""
+        nsm = self._nsm
+        return await asyncio.get_running_loop().run_in_executor(self._nsm_executor,
+                                                                lambda: call(nsm))
 
     def _close_listener(self) -> None:
         if self._server is not None:
