@@ -16,7 +16,7 @@ from locksmith.core.openpgp import validity
 from locksmith.core.openpgp.certs import Certificate
 from locksmith.core.openpgp.keys import PublicKey
 
-__all__ = ["CardHolder", "match_card"]
+__all__ = ["CardHolder", "match_card", "match_signing_card"]
 
 
 @dataclass(frozen=True)
@@ -42,4 +42,21 @@ def match_card(holders: Sequence[Certificate | None], signature: bytes | None,
         decrypting = validity.decryption_keys(cert, among={decryption})
         if signing and decrypting:
             return CardHolder(index, cert, signing[0], decrypting[0])
+    return None
+
+
+def match_signing_card(holders: Sequence[Certificate | None], signature: bytes | None, now: int,
+                       wanted: str | None = None) -> CardHolder | None:
+    """As `match_card`, for a card that only has to sign (a forwarding approval): the holder
+    whose live signing-capable key is the card's signature key; `decryption_key` is that key
+    too, unused."""
+    if signature is None:
+        return None
+    for index, cert in enumerate(holders):
+        if cert is None or (wanted is not None and cert.fingerprint != wanted):
+            continue
+        signing = [k for k in validity.signing_candidates(cert, now, now)
+                   if k.fingerprint == signature]
+        if signing:
+            return CardHolder(index, cert, signing[0], signing[0])
     return None

@@ -1,9 +1,11 @@
-"""`caution secret ...` commands (cli.md §2–§5); each command lives in its own module."""
+"""`caution secret ...` commands (cli.md §2–§5, docs/forwarding.md §7); each command lives in
+its own module."""
 
 from __future__ import annotations
 
 import typer
 
+from locksmith.personalities.caution.approvals import approvals_app, approve
 from locksmith.personalities.caution.encrypt import encrypt
 from locksmith.personalities.caution.inspect import inspect
 from locksmith.personalities.caution.keygen import keygen
@@ -16,3 +18,5 @@ secret_app.command("encrypt")(encrypt)
 secret_app.command("new")(new)
 secret_app.command("inspect")(inspect)
 secret_app.command("send-shard")(send_shard)
+secret_app.command("approve")(approve)
+secret_app.add_typer(approvals_app, name="approvals")

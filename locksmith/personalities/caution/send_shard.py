@@ -82,7 +82,7 @@ def send_shard(
 ) -> None:
     """Send this holder's shard to a running locksmithd."""
     target = _address(address)
-    option_pcrs = _pcr_options(pcr0, pcr1, pcr2)
+    option_pcrs = pcr_triple_options(pcr0, pcr1, pcr2)
     pcr_options({3: pcr3, 4: pcr4, 8: pcr8})  # bad hex is a usage error before anything else
 
     # 1. the bundle, and for V1 its Keymaker proof (the proof options also print the
@@ -91,7 +91,7 @@ def send_shard(
                                                allow_debug_enclave))
     # 2. expected PCRs and the trust root for the live document; --pcr3/4/8 add to (or
     #    override) whatever the source says
-    pcrs = {**(option_pcrs or _trusted_hashes(trusted_hashes)),
+    pcrs = {**(option_pcrs or read_trusted_hashes(trusted_hashes)),
             **pcr_options({3: pcr3, 4: pcr4, 8: pcr8})}
     if is_debug_pcrs(pcrs) and not allow_debug_enclave:
         raise CliError(DEBUG_PCRS)
@@ -129,7 +129,8 @@ def _address(text: str) -> Address:
         raise UsageError(f"invalid --address '{text}': {exc}") from None
 
 
-def _pcr_options(*values: Optional[str]) -> dict[int, bytes] | None:
+def pcr_triple_options(*values: Optional[str]) -> dict[int, bytes] | None:
+    """`--pcr0 --pcr1 --pcr2` as one set: all three (bytes), or none (None); else usage error."""
     given = [v is not None for v in values]
     if not any(given):
         return None
@@ -138,7 +139,7 @@ def _pcr_options(*values: Optional[str]) -> dict[int, bytes] | None:
     return pcr_options(dict(enumerate(values)))
 
 
-def _trusted_hashes(path: Optional[Path]) -> dict[int, bytes]:
+def read_trusted_hashes(path: Optional[Path]) -> dict[int, bytes]:
     """cli.md §5.1: the given file, else the default one, else no source at all."""
     source = path if path is not None else DEFAULT_TRUSTED_HASHES
     if path is None and not source.is_file():
