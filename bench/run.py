@@ -34,6 +34,7 @@ BENCHMARKS = {  # name -> whether it takes --zipapp
     "identification": False,
     "abuse": False,  # a real locksmithd under hostile traffic; ignores --repetitions
     "image": False,  # builds its own images (root, podman, mmdebstrap)
+    "forwarding_fleet": False,  # one provider, 20 enclaves booting from it; ignores --repetitions
 }
 
 
