@@ -32,12 +32,11 @@ bounded. Accept errors are logged (rate-limited) and the listener keeps serving.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -51,6 +50,7 @@ from locksmith.core.protocol.session import (
     ProtocolViolation, QuorumReached, ReconstitutionRound, ShareRejected, ShareSubmitted,
     SubmissionReceived,
 )
+from locksmith.personalities.daemonkit.deadline import LimitHit, deadline, peer_name
 from locksmith.personalities.locksmithd.gate import Conn, Gate, Limits
 from locksmith.personalities.locksmithd.identify import open_submission
 from locksmith.personalities.locksmithd.logsink import RateLimitedLog, log
@@ -85,32 +85,6 @@ class Stopped:
 
 
 Outcome = Unlocked | Tampered | Stopped
-
-
-class _LimitHit(Exception):
-    def __init__(self, kind: str, text: str) -> None:
-        super().__init__(text)
-        self.kind = kind
-        self.text = text
-
-
-@contextlib.asynccontextmanager
-async def _deadline(when: float, kind: str, text: str) -> AsyncIterator[None]:
-    """`asyncio.timeout_at` whose expiry names the limit that was hit. Nested deadlines work:
-    an outer expiry passes through an inner one as a cancellation."""
-    try:
-        async with asyncio.timeout_at(when):
-            yield
-    except TimeoutError:
-        raise _LimitHit(kind, text) from None
-
-
-def _peer(writer: asyncio.StreamWriter) -> str:
-    peer = writer.get_extra_info("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host, port = peer[0], peer[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return "unknown peer"
 
 
 def _wipe_unread(result: AdmitResult) -> None:
@@ -241,7 +215,7 @@ class Locksmithd:
         if self._done is None or self._done.done():
             writer.transport.abort()
             return
-        conn = Conn(task, _peer(writer), asyncio.get_running_loop().create_future())
+        conn = Conn(task, peer_name(writer), asyncio.get_running_loop().create_future())
         if not self._gate.arrive(conn):
             writer.transport.abort()  # every waiting place holds a peer that sent message 1
             self._rlog.hit("limit:connections",
@@ -257,7 +231,7 @@ class Locksmithd:
             # closed without a response (§10). Not re-raised: this task is the top of its
             # stack, and asyncio's stream glue would report a cancelled handler as unhandled.
             pass
-        except _LimitHit as hit:
+        except LimitHit as hit:
             self._rlog.hit(hit.kind, f"limit hit: {hit.text}; closed the connection from "
                            f"{conn.peer}")
         except (ConnectionError, OSError) as exc:
@@ -280,9 +254,9 @@ class Locksmithd:
         assert gate is not None
         start = loop.time()
         session = EnclaveSession(self._holders)
-        async with _deadline(start + limits.connection, "limit:connection",
+        async with deadline(start + limits.connection, "limit:connection",
                              f"connection open for {limits.connection:g} s"):
-            async with _deadline(start + limits.first_message, "limit:first-message",
+            async with deadline(start + limits.first_message, "limit:first-message",
                                  f"no complete message 1 within {limits.first_message:g} s"):
                 event = await self._next_event(session, reader)
             if not isinstance(event, NonceReceived):
@@ -290,7 +264,7 @@ class Locksmithd:
                 return
             if not gate.message1(conn):
                 return
-            async with _deadline(loop.time() + limits.queue, "limit:queue",
+            async with deadline(loop.time() + limits.queue, "limit:queue",
                                  f"no attestation slot within {limits.queue:g} s"):
                 if not await self._admitted(conn, session, reader):
                     return
@@ -298,7 +272,7 @@ class Locksmithd:
                 return
             if not gate.attested(conn):
                 return
-            async with _deadline(loop.time() + limits.submission, "limit:submission",
+            async with deadline(loop.time() + limits.submission, "limit:submission",
                                  f"no complete message 3 within {limits.submission:g} s of "
                                  "message 2"):
                 event = await self._next_event(session, reader)
