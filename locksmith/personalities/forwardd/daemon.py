@@ -19,7 +19,6 @@ import os
 import signal
 import socket
 import sys
-from types import FrameType
 
 from locksmith.core.attestation.nsm import Nsm, NsmError
 from locksmith.core.bundle.checks import CheckedBundle
@@ -27,6 +26,7 @@ from locksmith.core.forwarding.approval import PcrSet
 from locksmith.core.protocol.holders import BundleHolders
 from locksmith.core.protocol.messages import submission_bundle_hash
 from locksmith.core.protocol.reconstitution import KeyCheck, check_recovered_key
+from locksmith.personalities.daemonkit.signals import Terminated, trap_termination
 from locksmith.personalities.enclave_startup import (
     LOG_TEST_SECRET, StartupError, check_usable, excluded_holders, harden, load_bundle, open_nsm,
     os_reason, verify_bundle_generation,
@@ -43,23 +43,6 @@ V0_REFUSED = ("key forwarding needs a bundle with a threshold (V1 or ImportedV0)
               "v0 bundle")
 LOG_EXCLUDED = "ignoring approvals by holder {k} ({fpr}) at the operator's request"
 LISTENING = "forwarding provider listening on {addr} (bundle {bundle}, PCR0 {pcr0})"
-
-
-class _Terminated(BaseException):
-    """SIGTERM/SIGINT outside the event loop (startup): unwind and wipe."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _terminate(signum: int, _frame: FrameType | None) -> None:
-    raise _Terminated(signum)
-
-
-def _trap_signals() -> None:
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _terminate)
 
 
 def _stopped(signum: int) -> int:
@@ -139,7 +122,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(usage())
         log(f"error: {exc}")
         return 2
-    _trap_signals()
+    trap_termination()
     secret = bytearray()
     nsm: Nsm | None = None
     listener: socket.socket | None = None
@@ -172,12 +155,12 @@ def main(argv: list[str]) -> int:
         provision = Provision(secret, bundle_hash, pcrs, holders, checked.threshold, anchor,
                               excluded)
         signum = asyncio.run(Forwardd(provision, nsm=nsm).serve(listener))
-        _trap_signals()  # asyncio restored the defaults when it removed its handlers
+        trap_termination()  # asyncio restored the defaults when it removed its handlers
         return _stopped(signum)
     except StartupError as exc:
         log(str(exc))
         return 1
-    except _Terminated as exc:
+    except Terminated as exc:
         return _stopped(exc.signum)
     except KeyboardInterrupt:  # SIGINT in the instant between asyncio's handler and ours
         return _stopped(signal.SIGINT)

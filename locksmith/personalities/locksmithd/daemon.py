@@ -23,13 +23,13 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Coroutine
-from types import FrameType
 from typing import Any
 
 from locksmith.core.attestation.nsm import Nsm
 from locksmith.core.keyfork.ipc import SocketLocation
 from locksmith.core.protocol.messages import submission_bundle_hash
 from locksmith.core.protocol.session import BundleHolders, ReconstitutionRound
+from locksmith.personalities.daemonkit.signals import Terminated, trap_termination
 from locksmith.personalities.keyforkd_launch import KeyforkdStartError, start_keyforkd
 from locksmith.personalities.launch import DaemonStartError, own_command, start_daemon
 from locksmith.personalities.locksmithd.logsink import log
@@ -47,23 +47,6 @@ from locksmith.personalities.locksmithd.startup import (
 __all__ = ["main"]
 
 KEYFORKD_READY_TIMEOUT = 30.0  # enclave.md §3.3 step 2
-
-
-class _Terminated(BaseException):
-    """SIGTERM/SIGINT outside the event loop (startup, keyforkd start): unwind and wipe."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _terminate(signum: int, _frame: FrameType | None) -> None:
-    raise _Terminated(signum)
-
-
-def _trap_signals() -> None:
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _terminate)
 
 
 def _stopped(signum: int) -> int:
@@ -179,7 +162,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(usage())
         log(f"error: {exc}")
         return 2
-    _trap_signals()
+    trap_termination()
     nsm: Nsm | None = None
     round_: ReconstitutionRound | None = None
     listener = None
@@ -202,12 +185,12 @@ def main(argv: list[str]) -> int:
             log(f"forwarding address {_bound_address(forward)} reserved: forwardd serves it "
                 "after the unlock")
         outcome = asyncio.run(server.serve(listener, companion))
-        _trap_signals()  # asyncio restored the defaults when it removed its handlers
+        trap_termination()  # asyncio restored the defaults when it removed its handlers
         return _finish(outcome, options.keyforkd_socket, options, forward)
     except StartupError as exc:
         log(str(exc))
         return 1
-    except _Terminated as exc:
+    except Terminated as exc:
         return _stopped(exc.signum)
     except KeyboardInterrupt:  # SIGINT in the instant between asyncio's handler and ours
         return _stopped(signal.SIGINT)
