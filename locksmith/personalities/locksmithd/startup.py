@@ -78,16 +78,8 @@ def verify_generation(checked: CheckedBundle, options: Options,
 
 def bind(address: ListenAddress) -> socket.socket:
     """Step 6: a listening, non-blocking socket (handed to asyncio)."""
+    listener = _bound(address)
     try:
-        infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE | socket.AI_NUMERICSERV)
-    except socket.gaierror as exc:
-        raise StartupError(f"cannot listen on {address}: {exc.strerror or exc}") from None
-    family, kind, proto, _, sockaddr = infos[0]
-    listener = socket.socket(family, kind, proto)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(sockaddr)
         listener.listen(LISTEN_BACKLOG)
     except OSError as exc:
         listener.close()
@@ -99,6 +91,10 @@ def bind(address: ListenAddress) -> socket.socket:
 def bind_forwarding(address: ListenAddress) -> socket.socket:
     """Bound, not listening, blocking: forwardd inherits it and calls `listen()` itself. Until
     then a peer's connection attempt is refused, which a requester retries."""
+    return _bound(address)
+
+
+def _bound(address: ListenAddress) -> socket.socket:
     try:
         infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE | socket.AI_NUMERICSERV)
