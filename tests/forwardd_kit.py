@@ -8,6 +8,7 @@
   PCRs as the provider, or others: `enclave(sim, pcrs)`), so each step can be bent: another
   bundle or version in F1, a document with another nonce, root, binding or key in F3.
 * `approvals(quorum, pcrs, holders)`: approval files signed now by those holders.
+* `push(address, texts)`: one A1 (or any payload), the provider's A2 — or None if it closed.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from locksmith.core.forwarding.binding import (
     RequesterKey, provider_binding, requester_binding,
 )
 from locksmith.core.forwarding.messages import (
-    ANSWER_CAP, CHALLENGE_CAP, Challenge, Forwarded, Hello, Refused, Request, parse_answer,
-    parse_challenge,
+    ANSWER_CAP, CHALLENGE_CAP, STORED_CAP, Challenge, Forwarded, Hello, Push, Refused, Request,
+    Stored, parse_answer, parse_challenge, parse_stored,
 )
 from locksmith.core.protocol import frame
 from locksmith.core.protocol.holders import BundleHolders
@@ -76,6 +77,30 @@ def approvals(quorum: Quorum, pcrs: PcrSet, holders: Sequence[int], bundle_hash:
     now = int(time.time())
     statement = Statement(bundle_hash, pcrs, now + expires_in)
     return tuple(signed(quorum.holders[k].signing_key, statement, created=now) for k in holders)
+
+
+def push(address: tuple[str, int], texts: Sequence[str] = (), *, payload: bytes | None = None,
+         after: bytes = b"", timeout: float = 20.0) -> Stored | None:
+    """Send A1 with `texts` (or the frame of `payload`, then `after`); the A2, or None when
+    the provider closed without one."""
+    data = frame.encode(Push(tuple(texts)).encode() if payload is None else payload) + after
+    with socket.create_connection(address, timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            return None
+        decoder = frame.FrameDecoder()
+        while True:
+            answer = decoder.next_payload(STORED_CAP)
+            if answer is not None:
+                return parse_stored(answer)
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, BrokenPipeError):
+                chunk = b""
+            if not chunk:
+                return None
+            decoder.feed(chunk)
 
 
 # --- the provider process --------------------------------------------------------------------

@@ -20,11 +20,12 @@ from locksmith.core.attestation.nsm_simulated import SimulatedNsm
 from locksmith.core.attestation.verify import AWS_ROOT_SHA256
 from locksmith.core.forwarding.approval import PcrSet
 from locksmith.core.forwarding.binding import provider_binding, requester_binding
-from locksmith.core.forwarding.messages import Challenge, Forwarded, Refused
+from locksmith.core.forwarding.messages import Challenge, Forwarded, Refused, Stored
 from locksmith.personalities.forwarding_trust import ForwardingTrustError, peer_trust_anchor
 from tests.core.protocol_kit import Quorum, generated_quorum
 from tests.forwardd_kit import (
     LISTENING, Provider, Providers, Requester, approvals, enclave, other_pcrs, providers_in,
+    push,
 )
 from tests.locksmithd_kit import Sim, v1_quorum, write_bundle
 
@@ -261,9 +262,12 @@ def test_the_boot_path_loads_no_cli_http_or_pgpy_module(
     pcrs = other_pcrs(0x50)
     with _requester(provider, sim, served, pcrs=pcrs) as requester:
         requester.exchange(approvals(served.quorum, pcrs, (0, 1), served.digest))
+    assert push(provider.address, approvals(served.quorum, pcrs, (2,), served.digest)) \
+        == Stored(1)  # and a push
     assert provider.stop() == 143
     modules = set(provider.stdout_path.read_text().split())
-    assert "locksmith.personalities.forwardd.server" in modules
+    assert {"locksmith.personalities.forwardd.server",
+            "locksmith.personalities.forwardd.pushes"} <= modules
     forbidden = {m.split(".")[0] for m in modules} & {
         "typer", "click", "httpx", "uvicorn", "starlette", "pgpy"}
     assert not forbidden, forbidden

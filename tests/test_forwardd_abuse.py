@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from locksmith.core.forwarding.messages import (
-    MAX_APPROVALS, Challenge, Forwarded, Hello, Refused, Request,
+    FIRST_CAP, MAX_APPROVALS, Challenge, Forwarded, Hello, Refused, Request,
 )
 from locksmith.core.protocol import frame
 from locksmith.core.protocol.admission import Phase
@@ -180,14 +180,17 @@ def test_garbage_is_closed_counted_and_logged_at_a_bounded_rate(
 
 @pytest.mark.parametrize("length, text", [
     ((1 << 20) + 1, "frame body length 1048577 is outside 32..=1048576"),
-    (32 + 4097, "frame payload of 4097 bytes exceeds the 4096-byte limit for this message"),
+    (32 + FIRST_CAP + 1, f"frame payload of {FIRST_CAP + 1} bytes exceeds the {FIRST_CAP}-byte "
+                         "limit for this message"),
     (31, "frame body length 31 is outside 32..=1048576"),
 ])
 def test_an_oversize_f1_header_is_refused_from_the_header(
         provider: Provider, length: int, text: str) -> None:
+    """The first frame is F1 or A1: its header is checked against A1's cap, the larger."""
     closed = _raw(provider.address, length.to_bytes(4, "big"))  # the header, no body
     assert closed is not None and closed < 2.0
-    provider.wait_for_log(f"limit hit: F1: {text}; closed the connection from 127.0.0.1:")
+    provider.wait_for_log(f"limit hit: F1 or A1: {text}; closed the connection from "
+                          "127.0.0.1:")
 
 
 def test_an_oversize_f3_header_is_refused_from_the_header(
@@ -248,7 +251,7 @@ def test_a_slow_or_silent_f1_is_cut_at_its_deadline(sim: Sim, served: Served) ->
     closed, lines, counts = serve_in_process(sim, served.quorum, served.digest, limits, body)
     assert all(c is not None and c < 2.0 for c in closed), closed
     assert counts["limit:hello"] == 2
-    assert any("limit hit: no complete F1 within 0.5 s" in line for line in lines), lines
+    assert any("limit hit: no complete F1 or A1 within 0.5 s" in line for line in lines), lines
 
 
 # --- approvals and attestations --------------------------------------------------------------

@@ -3,8 +3,9 @@ boots on loopback with simulated NSMs, holders using `caution secret send-shard`
 
 Enclave A of a 2-of-3 fleet is unlocked by two holders and provides the secret; later enclaves
 of the same image receive it without any holder action; an enclave with other PCRs is refused
-until `threshold` holders approved exactly its PCR set (an expired approval does not count); a
-provider that serves a wrong secret is caught by the requester's recovered-key check and the
+until `threshold` holders approved exactly its PCR set (an expired approval does not count) —
+or, with no approvals of its own, once holders' approvals of its PCRs were pushed to the
+provider with `caution secret approvals push`; a provider that serves a wrong secret is caught by the requester's recovered-key check and the
 holders still unlock; a requester of another bundle is refused; and the holders' send-shard
 works as before on an enclave that also asks a provider — whichever comes first wins. Both
 sides log every decision.
@@ -176,6 +177,41 @@ def test_other_pcrs_are_refused_until_two_holders_approved_them(fleet: Fleet,
     assert "locksmithd: 2 approval file(s) read from" in log
     assert "approval(s) to present" in log and "(2 approval(s) to present)" in log
     assert re.search(rf"received the secret from {re.escape(fleet.provider_address)}", log)
+    fleet.provider.wait_for(rf"forwarded the secret to 127\.0\.0\.1:\d+ \(module \S+, PCR0 "
+                            rf"{pcrs_d.pcr0.hex()[:16]}…, PCR1 [0-9a-f]{{16}}…, PCR2 "
+                            r"[0-9a-f]{16}…, rule approved by holders 0, 2\)")
+
+
+def test_an_upgrade_without_approvals_of_its_own_boots_once_they_were_pushed_to_the_provider(
+        fleet: Fleet, tmp_path: Path) -> None:
+    """Two holders approve D's PCRs with `caution secret approve`; anyone pushes them to A with
+    `caution secret approvals push`; D, whose approvals directory does not exist, boots from A."""
+    nsm_d = other_pcrs(fleet.world, fleet.nsm, "nsm-upgrade", pcr0=b"\x7c" * 48)
+    pcrs_d = pcrs_of(nsm_d)
+    approvals = tmp_path / "approvals"
+    bundle = str(fleet.app_dir / ".caution" / "quorum-bundle.json")
+    root = str(fleet.nsm / "root.pem")
+    for k in (0, 2):
+        said = fleet.world.run(
+            "caution", "secret", "approve", "--trusted-hashes", str(nsm_d / "trusted_hashes.json"),
+            "--keyring", str(fleet.privates[k]), "--bundle", bundle, "--trust-root", root,
+            "--expires", "30d", "--output", str(approvals / f"holder{k}.asc"),
+            cwd=fleet.app_dir)
+        assert f"Approval by holder {k} (" in said and f"of PCR set {pcrs_d.set_id}" in said
+    said = fleet.world.run("caution", "secret", "approvals", "push", "--address",
+                           fleet.provider_address, "--dir", str(approvals), "--bundle", bundle,
+                           "--trust-root", root, cwd=fleet.app_dir)
+    assert said.splitlines()[-1] == f"Provider at {fleet.provider_address} stored 2 approvals"
+    fleet.provider.wait_for(rf"forwardd: stored 2 approvals from 127\.0\.0\.1:\d+ \(PCR sets "
+                            rf"{pcrs_d.set_id}\); 0 discarded")
+
+    d = fleet.start("upgrade", nsm=nsm_d, forward_from=[fleet.provider_address])
+    assert d.view() == VALUES
+    log = d.log()
+    assert "(0 approval(s) to present)" in log and "approval file(s) read" not in log
+    assert re.search(rf"received the secret from {re.escape(fleet.provider_address)} \(module "
+                     rf"\S+, PCR0 {pcrs_of(fleet.nsm).pcr0.hex()[:16]}…", log), log  # A's
+    assert "accepted share" not in log  # no holder acted on D
     fleet.provider.wait_for(rf"forwarded the secret to 127\.0\.0\.1:\d+ \(module \S+, PCR0 "
                             rf"{pcrs_d.pcr0.hex()[:16]}…, PCR1 [0-9a-f]{{16}}…, PCR2 "
                             r"[0-9a-f]{16}…, rule approved by holders 0, 2\)")

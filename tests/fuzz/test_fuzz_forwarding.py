@@ -1,10 +1,13 @@
-"""Key forwarding under hostile input: the F1–F4 codecs of locksmith/core/forwarding/messages.py,
-the secret's opening in binding.py, and the provider's decision in provider.py.
+"""Key forwarding under hostile input: the F1–F4 and A1–A2 codecs of
+locksmith/core/forwarding/messages.py, the secret's opening in binding.py, the provider's
+decision in provider.py and its approval store in store.py.
 
 Allowed to escape:
-* the message parsers (`parse_hello`, `parse_challenge`, `parse_request`, `parse_answer`):
-  `MessageError` only, whatever the bytes — forwardd closes the connection on it, and anything
-  else would end its connection handler with a traceback;
+* the message parsers (`parse_first`, `parse_hello`, `parse_challenge`, `parse_request`,
+  `parse_answer`, `parse_stored`): `MessageError` only, whatever the bytes — forwardd closes
+  the connection on it, and anything else would end its connection handler with a traceback;
+* the store (`judge_push` then `ApprovalStore.add`) on any A1: nothing — every text is stored
+  or discarded with a reason, and only texts a holder really signed are stored;
 * `RequesterKey.open_secret` on any (E, C): `ForwardingCryptoError` only;
 * `judge_request` on any F3 document and approvals: nothing — every F3 gets `Allowed` or
   `Denied`, and `Allowed` only for a document that verifies for this exchange.
@@ -30,10 +33,11 @@ from locksmith.core.forwarding.binding import (
     ForwardingCryptoError, RequesterKey, requester_binding, seal_secret,
 )
 from locksmith.core.forwarding.messages import (
-    Challenge, Forwarded, Hello, MessageError, Refused, Request, parse_answer, parse_challenge,
-    parse_hello, parse_request,
+    Challenge, Discarded, Forwarded, Hello, MessageError, Push, Refused, Request, Stored,
+    parse_answer, parse_challenge, parse_first, parse_hello, parse_request, parse_stored,
 )
 from locksmith.core.forwarding.provider import Allowed, Denied, judge_request
+from locksmith.core.forwarding.store import ApprovalStore, judge_push
 from locksmith.core.protocol import frame
 from tests.core.forwarding.approval_kit import NOW, SET_A, approval_quorum
 from tests.fuzz.strategies import chunked, fuzz, json_any, mutated, only, outcome
@@ -50,12 +54,16 @@ SAMPLES: dict[str, bytes] = {
     "F3": Request(bytes(range(100)), (APPROVAL, "second")).encode(),
     "F4 forwarded": Forwarded(H, bytes(48)).encode(),
     "F4 refused": Refused("Requester runs a different bundle").encode(),
+    "A1": Push((APPROVAL, "second")).encode(),
+    "A2": Stored(1, (Discarded(1, "not an approval (malformed cleartext signed message)"),)
+                 ).encode(),
 }
 
 
 def _parse_all(data: str | bytes) -> None:
     raw = data.encode("utf-8", errors="surrogatepass") if isinstance(data, str) else data
-    for parser in (parse_hello, parse_challenge, parse_request, parse_answer):
+    for parser in (parse_first, parse_hello, parse_challenge, parse_request, parse_answer,
+                   parse_stored):
         result = only(ALLOWED, parser, raw)
         outcome(f"{parser.__name__}: {'parsed' if result is not None else 'closed'}")
 
@@ -169,3 +177,21 @@ def test_fuzz_mutated_approvals_never_approve_more_than_the_signatures_do(
     assert isinstance(decision, Denied)
     assert decision.reason in ("Requester PCRs are not approved (0 of 2 holder approvals)",
                                "Requester PCRs are not approved (1 of 2 holder approvals)")
+
+
+@fuzz(deadline_ms=3000, scale=1)
+@given(data=st.data())
+def test_fuzz_mutated_pushes_store_only_what_the_signatures_allow(data: st.DataObject) -> None:
+    """One real approval plus any edits of it, pushed: each text is accounted for once, and the
+    store holds at most the one (holder, PCR set) entry that the real signature gives."""
+    texts = tuple(data.draw(st.lists(
+        st.one_of(st.just(APPROVAL), mutated(APPROVAL.encode()).map(
+            lambda b: b.decode("utf-8", "replace"))), min_size=1, max_size=16)))
+    push = Push(texts)
+    tally = judge_push(push, holders=QUORUM.holders, bundle_hash=QUORUM.bundle_hash,
+                       threshold=QUORUM.threshold, now=NOW)
+    store = ApprovalStore(capacity=4)
+    result = store.add(push, tally, NOW)
+    assert result.answer.answers(len(texts))
+    assert len(store) <= 1 and result.sets in ((), (SET_A.set_id,))
+    outcome(f"stored {min(result.answer.stored, 2)}")

@@ -5,13 +5,17 @@
     public_key = 32 bytes                        → Denied "… carries no X25519 key"
     PCR0/1/2 = own                               → Allowed "same-pcrs"
     else ≥ threshold holders approved that set   → Allowed "approved by holders k, k, …"
+      (F3's approvals and the stored ones of that set, counted together)
     else                                         → Denied "Requester PCRs are not approved (n of t …)"
 
 The first failing check decides, and each refusal text is produced here and nowhere else.
 `judge_request` reads no clock and no socket: the caller passes its time (`now_ms`, also the
 approvals' `now`, in whole seconds) and runs this in a worker thread, since a document costs a
 chain walk and every approval a signature check. Approvals are counted only when the PCRs
-differ: a same-image requester never pays for them, and neither does the provider.
+differ: a same-image requester never pays for them, and neither does the provider. The stored
+approvals (pushed in A1, §4.4) come from `stored`, asked only then and only for the
+requester's PCR set, and are judged again with F3's as one input: a holder counts once per set
+whichever way its approval came, and a stored text is worth no more than it is worth now.
 
 `Allowed` carries what step 8 needs (the requester's X25519 key) and the audit line's facts;
 `Denied` carries what the audit line can say about the requester — the module id and PCRs once
@@ -21,7 +25,7 @@ whose refusal of a small-order key the caller answers with `UNUSABLE_KEY`.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from locksmith.core.attestation.verify import AttestationError, TrustAnchor, verify
@@ -70,8 +74,10 @@ class Denied:
 
 def judge_request(request: Request, *, anchor: TrustAnchor, now_ms: int, provider_nonce: bytes,
                   bundle_hash: bytes, own_pcrs: PcrSet, holders: BundleHolders, threshold: int,
-                  excluded: Collection[int] = ()) -> Allowed | Denied:
-    """§5.2 steps 4–7 for the F3 `request` of the exchange whose F2 carried `provider_nonce`."""
+                  excluded: Collection[int] = (),
+                  stored: Callable[[PcrSet], Sequence[str]] = lambda _: ()) -> Allowed | Denied:
+    """§5.2 steps 4–7 for the F3 `request` of the exchange whose F2 carried `provider_nonce`;
+    `stored(pcrs)`: the provider's stored approval texts of that PCR set."""
     try:
         attested = verify(request.attestation, trust_root=anchor, now_ms=now_ms,
                           nonce=provider_nonce, allow_debug=False)
@@ -90,6 +96,7 @@ def judge_request(request: Request, *, anchor: TrustAnchor, now_ms: int, provide
     if pcrs == own_pcrs:
         return Allowed(RULE_SAME_PCRS, module_id, pcrs, public)
     sources = [(f"approvals[{i}]", text) for i, text in enumerate(request.approvals)]
+    sources += [(f"stored[{i}]", text) for i, text in enumerate(stored(pcrs))]
     tally = count_approvals(sources, holders=holders, bundle_hash=bundle_hash,
                             threshold=threshold, now=now_ms // 1000, excluded=excluded)
     if tally.approves(pcrs):

@@ -1,4 +1,5 @@
-"""`caution secret approve` and `caution secret approvals check` (docs/forwarding.md §7).
+"""`caution secret approve` and `caution secret approvals check` (docs/forwarding.md §7);
+`approvals push` is its own module (`approvals_push`), registered on `approvals_app` below.
 
 A holder approves an enclave image (its PCR0/1/2) so that an unlocked enclave of the fleet may
 forward the quorum secret to enclaves running it. The approval is a statement naming the bundle,
@@ -86,7 +87,7 @@ def _pcr_option(n: int) -> Any:
 # --- shared inputs ---------------------------------------------------------------------------
 
 
-def _forwarding_bundle(path: Path, proof: ProofOptions) -> tuple[CheckedBundle, bytes,
+def forwarding_bundle(path: Path, proof: ProofOptions) -> tuple[CheckedBundle, bytes,
                                                                  BundleHolders]:
     """The bundle as `send-shard` loads it (V1 proof verified), refused when it has no
     threshold; with its hash and its holders indexed for identification."""
@@ -248,7 +249,7 @@ def approve(
     assert pcrs is not None
     if pcrs.is_debug:
         raise CliError(DEBUG_REFUSAL)
-    checked, digest, holders = _forwarding_bundle(
+    checked, digest, holders = forwarding_bundle(
         bundle, ProofOptions(keymaker_pcr_policy, trust_root, allow_debug_enclave))
     if wanted is not None and wanted not in {h.fingerprint for h in openpgp_holders(checked)
                                              if h is not None}:
@@ -280,7 +281,7 @@ def approve(
     text = approval_file(statement, armored.decode("ascii"))
 
     # 3. the provider's own procedure on the result, then publish
-    assert checked.threshold is not None  # _forwarding_bundle refused v0
+    assert checked.threshold is not None  # forwarding_bundle refused v0
     tally = count_approvals([(str(path), text)], holders=holders, bundle_hash=digest,
                             threshold=checked.threshold, now=int(time.time()))
     if tally.discarded:
@@ -298,7 +299,7 @@ def approve(
 # --- approvals check -------------------------------------------------------------------------
 
 
-def _read_approvals(directory: Path) -> tuple[list[tuple[str, str]], list[DiscardedApproval]]:
+def read_approvals(directory: Path) -> tuple[list[tuple[str, str]], list[DiscardedApproval]]:
     """Every `*.asc` in `directory` (name order) as text; unreadable ones are discarded here."""
     try:
         names = sorted(e.name for e in os.scandir(directory)
@@ -382,10 +383,10 @@ def check(
     pcr_triple_options(pcr0, pcr1, pcr2)
     now = parse_at(at) if at is not None else int(time.time())
     wanted = _pcr_set((pcr0, pcr1, pcr2), trusted_hashes, default=False)
-    checked, digest, holders = _forwarding_bundle(
+    checked, digest, holders = forwarding_bundle(
         bundle, ProofOptions(keymaker_pcr_policy, trust_root, allow_debug_enclave))
     assert checked.threshold is not None
-    texts, unread = _read_approvals(directory)
+    texts, unread = read_approvals(directory)
     tally = count_approvals(texts, holders=holders, bundle_hash=digest,
                             threshold=checked.threshold, now=now)
     discarded = sorted([*tally.discarded, *unread], key=lambda d: d.source)
@@ -400,3 +401,8 @@ def check(
         raise CliError(NOT_APPROVED.format(set_id=wanted.set_id,
                                            n=len(tally.holders_for(wanted)),
                                            t=tally.threshold))
+
+
+# `approvals push` registers itself on `approvals_app`; it needs the helpers above, so it is
+# imported last (the module is complete by then).
+from locksmith.personalities.caution import approvals_push as _push  # noqa: E402,F401

@@ -3,11 +3,14 @@
 
 Per connection, in order (the first failure decides):
 
-    F1 within 10 s of accept → parse; version ≠ 1 or another bundle → F4 Refused
+    F1 or A1 within 10 s of accept → parse; version ≠ 1 or another bundle → F4 Refused
     wait for an attestation slot and token (admission, as on 49504)
     NSM document: nonce Nr, user_data UP(H, Np) → F2
-    F3 within 10 s of F2 → on a worker: parse, `provider.judge_request`, seal the secret
-    → F4 Forwarded, or F4 Refused with the decision's text; close
+    F3 within 10 s of F2 → on a worker: parse, `provider.judge_request` (F3's approvals and
+    the stored ones), seal the secret → F4 Forwarded, or F4 Refused with the decision's
+    text; close
+    A1 (a push, §5.2a): admission as an F1 → on a worker: judge and store (`pushes.py`) →
+    A2; close
 
 Availability follows locksmithd's design for 49504 (docs/security.md F1, F3, F7; the forwarding
 section says what differs): a connection that has not sent F1 costs a socket and a task; the
@@ -20,7 +23,7 @@ verified F2.
 
 Logs: every refusal is an audit line `refused forwarding to <peer> (module <id|unverified>):
 <reason>`, rate-limited to one per second per reason; every forward is a line of its own, at
-once. Limit hits and protocol violations are counted (`counts`) and logged as locksmithd logs
+once; every push a `stored … approvals` line, rate-limited too. Limit hits and protocol violations are counted (`counts`) and logged as locksmithd logs
 its own (one line per second per kind). No line carries the secret or key material.
 """
 
@@ -46,8 +49,8 @@ from locksmith.core.forwarding.binding import (
     ForwardingCryptoError, provider_binding, seal_secret,
 )
 from locksmith.core.forwarding.messages import (
-    HELLO_CAP, NONCE_LENGTH, REQUEST_CAP, VERSION, Challenge, Forwarded, MessageError, Refused,
-    parse_hello, parse_request,
+    FIRST_CAP, NONCE_LENGTH, REQUEST_CAP, VERSION, Challenge, Forwarded, Hello, MessageError,
+    Push, Refused, parse_first, parse_request,
 )
 from locksmith.core.forwarding.provider import (
     DIFFERENT_BUNDLE, UNUSABLE_KEY, Allowed, Denied, judge_request, unsupported_version,
@@ -59,6 +62,7 @@ from locksmith.personalities.daemonkit.deadline import LimitHit, deadline, peer_
 from locksmith.personalities.daemonkit.gate import Conn, Gate
 from locksmith.personalities.daemonkit.lanes import WorkLanes
 from locksmith.personalities.daemonkit.ratelog import RateLimitedLog, stderr_line
+from locksmith.personalities.forwardd.pushes import Pushes, push_kind, pushes_suffix
 
 __all__ = ["Forwardd", "Limits", "Provision", "audit_forwarded", "log", "refusal_kind"]
 
@@ -94,6 +98,7 @@ class Limits:
     attest_rate: float = 20.0  # NSM documents per second, sustained ...
     attest_burst: int = 20  # ... and saved up
     workers: int = 2  # attestation and approval checks at a time
+    store: int = 1024  # entries of the approval store (§4.4)
 
     def policy(self) -> Policy:
         return Policy(slots=self.slots, waiting=self.waiting, grace=self.grace,
@@ -160,6 +165,10 @@ class Forwardd:
         self._handle_signals = handle_signals
         self._rlog = RateLimitedLog(write)
         self._refusals = RateLimitedLog(write, suffix=refusals_suffix)
+        self._pushlog = RateLimitedLog(write, suffix=pushes_suffix)
+        self.pushes = Pushes(holders=provision.holders, bundle_hash=provision.bundle_hash,
+                             threshold=provision.threshold, excluded=provision.excluded,
+                             clock=clock, capacity=limits.store)
         # One NSM request at a time, off the event loop (as locksmithd).
         self._nsm_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nsm")
         self._work = WorkLanes(limits.workers, name="verify")
@@ -201,6 +210,7 @@ class Forwardd:
             self._nsm_executor.shutdown(wait=False, cancel_futures=True)
             self._rlog.flush()
             self._refusals.flush()
+            self._pushlog.flush()
 
     def stop(self, signum: int = signal.SIGTERM) -> None:
         if self._done is not None and not self._done.done():
@@ -263,57 +273,85 @@ class Forwardd:
 
     async def _converse(self, conn: Conn, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter) -> None:
-        loop = asyncio.get_running_loop()
-        gate, limits = self._gate, self._limits
-        assert gate is not None
-        start = loop.time()
+        limits = self._limits
+        start = asyncio.get_running_loop().time()
         decoder = frame.FrameDecoder()
         async with deadline(start + limits.connection, "limit:connection",
                             f"limit hit: connection open for {limits.connection:g} s"):
             async with deadline(start + limits.hello, "limit:hello",
-                                f"limit hit: no complete F1 within {limits.hello:g} s"):
-                payload = await self._frame(reader, decoder, HELLO_CAP, "F1")
+                                f"limit hit: no complete F1 or A1 within {limits.hello:g} s"):
+                payload = await self._frame(reader, decoder, FIRST_CAP, "F1 or A1")
             try:
-                hello = parse_hello(payload)
+                first = parse_first(payload)
             except MessageError as exc:
                 raise LimitHit("protocol", f"protocol violation: {exc}") from None
-            if decoder.buffered:
-                raise LimitHit("protocol", "protocol violation: data after F1 before F2")
-            if hello.version != VERSION:
-                await self._refuse(writer, conn.peer, unsupported_version(hello.version))
+            if isinstance(first, Push):
+                await self._push(conn, first, decoder, reader, writer)
                 return
-            if hello.bundle_hash != self._p.bundle_hash:
-                await self._refuse(writer, conn.peer, DIFFERENT_BUNDLE)
-                return
-            if not gate.message1(conn):
-                return
-            async with deadline(loop.time() + limits.queue, "limit:queue",
-                                f"limit hit: no attestation slot within {limits.queue:g} s"):
-                await self._admitted(conn, reader)
-            provider_nonce = self._random(NONCE_LENGTH)
-            document = await self._attest(hello.nonce, provider_nonce, conn.peer)
-            if document is None:
-                return
-            await self._send(writer, Challenge(provider_nonce, document).encode())
-            if not gate.attested(conn):
-                return
-            async with deadline(loop.time() + limits.request, "limit:request",
-                                f"limit hit: no complete F3 within {limits.request:g} s of F2"):
-                payload = await self._frame(reader, decoder, REQUEST_CAP, "F3")
-            if not gate.submitted(conn):
-                return
-            judged = await self._work.run(
-                lambda: self._judge(payload, hello.nonce, provider_nonce))
-            if isinstance(judged, MessageError):
-                raise LimitHit("protocol", f"protocol violation: {judged}")
-            if isinstance(judged, Denied):
-                module = UNVERIFIED if judged.module_id is None else judged.module_id
-                await self._refuse(writer, conn.peer, judged.reason, module)
-                return
-            allowed, answer = judged
-            await self._send(writer, answer.encode())
-            self._write(audit_forwarded(conn.peer, allowed))
-            writer.close()
+            await self._request(conn, first, decoder, reader, writer)
+
+    async def _request(self, conn: Conn, hello: Hello, decoder: frame.FrameDecoder,
+                       reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """§5.2 steps 1 (after parsing) to 8: the requester's exchange."""
+        loop = asyncio.get_running_loop()
+        gate, limits = self._gate, self._limits
+        assert gate is not None
+        if decoder.buffered:
+            raise LimitHit("protocol", "protocol violation: data after F1 before F2")
+        if hello.version != VERSION:
+            await self._refuse(writer, conn.peer, unsupported_version(hello.version))
+            return
+        if hello.bundle_hash != self._p.bundle_hash:
+            await self._refuse(writer, conn.peer, DIFFERENT_BUNDLE)
+            return
+        if not gate.message1(conn):
+            return
+        async with deadline(loop.time() + limits.queue, "limit:queue",
+                            f"limit hit: no attestation slot within {limits.queue:g} s"):
+            await self._admitted(conn, reader, "F1 before F2")
+        provider_nonce = self._random(NONCE_LENGTH)
+        document = await self._attest(hello.nonce, provider_nonce, conn.peer)
+        if document is None:
+            return
+        await self._send(writer, Challenge(provider_nonce, document).encode())
+        if not gate.attested(conn):
+            return
+        async with deadline(loop.time() + limits.request, "limit:request",
+                            f"limit hit: no complete F3 within {limits.request:g} s of F2"):
+            payload = await self._frame(reader, decoder, REQUEST_CAP, "F3")
+        if not gate.submitted(conn):
+            return
+        judged = await self._work.run(
+            lambda: self._judge(payload, hello.nonce, provider_nonce))
+        if isinstance(judged, MessageError):
+            raise LimitHit("protocol", f"protocol violation: {judged}")
+        if isinstance(judged, Denied):
+            module = UNVERIFIED if judged.module_id is None else judged.module_id
+            await self._refuse(writer, conn.peer, judged.reason, module)
+            return
+        allowed, answer = judged
+        await self._send(writer, answer.encode())
+        self._write(audit_forwarded(conn.peer, allowed))
+        writer.close()
+
+    async def _push(self, conn: Conn, push: Push, decoder: frame.FrameDecoder,
+                    reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """§5.2a: admitted as an F1 is, judged and stored on a worker, answered with A2. The
+        slot is held only while the push is judged (ATTESTING is never evicted)."""
+        gate, limits = self._gate, self._limits
+        assert gate is not None
+        if decoder.buffered:
+            raise LimitHit("protocol", "protocol violation: data after A1")
+        if not gate.message1(conn):
+            return
+        loop = asyncio.get_running_loop()
+        async with deadline(loop.time() + limits.queue, "limit:queue",
+                            f"limit hit: no slot for a push within {limits.queue:g} s"):
+            await self._admitted(conn, reader, "A1")
+        outcome = await self._work.run(lambda: self.pushes.receive(push))
+        await self._send(writer, outcome.answer.encode())
+        self._pushlog.hit(push_kind(outcome), self.pushes.line(conn.peer, outcome))
+        writer.close()
 
     def _judge(self, payload: bytes, requester_nonce: bytes, provider_nonce: bytes) -> _Judged:
         """§5.2 steps 3 (parse) to 8 (seal), on a worker thread."""
@@ -322,10 +360,12 @@ class Forwardd:
         except MessageError as exc:
             return exc
         p = self._p
-        decision = judge_request(request, anchor=p.anchor, now_ms=int(self._clock() * 1000),
+        now_ms = int(self._clock() * 1000)
+        decision = judge_request(request, anchor=p.anchor, now_ms=now_ms,
                                  provider_nonce=provider_nonce, bundle_hash=p.bundle_hash,
                                  own_pcrs=p.own_pcrs, holders=p.holders,
-                                 threshold=p.threshold, excluded=p.excluded)
+                                 threshold=p.threshold, excluded=p.excluded,
+                                 stored=lambda pcrs: self.pushes.texts_for(pcrs, now_ms // 1000))
         if isinstance(decision, Denied):
             return decision
         try:
@@ -356,17 +396,17 @@ class Forwardd:
                 raise _Closed(f"before {what} was complete")
             decoder.feed(data)
 
-    async def _admitted(self, conn: Conn, reader: asyncio.StreamReader) -> None:
+    async def _admitted(self, conn: Conn, reader: asyncio.StreamReader, after: str) -> None:
         """Wait for the gate while watching the peer: one that closes gives up its place at
-        once instead of costing a document later; one that sends anything before F2 broke
-        the protocol."""
+        once instead of costing a document later; one that sends anything after its first
+        frame (`after`: F1 before F2, or A1) broke the protocol."""
         read: asyncio.Future[bytes] = asyncio.ensure_future(reader.read(1))
         try:
             waiters: set[asyncio.Future[Any]] = {conn.admitted, read}
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             if read.done():
                 if read.result():
-                    raise LimitHit("protocol", "protocol violation: data after F1 before F2")
+                    raise LimitHit("protocol", f"protocol violation: data after {after}")
                 raise _Closed("while waiting for a slot")
         finally:
             if not read.done():

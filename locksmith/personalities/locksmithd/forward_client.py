@@ -8,9 +8,10 @@ One task per provider address runs beside the 49504 listener (`Locksmithd.serve`
     → F3 {Dr, approvals} → F4 (30 s) → Forwarded: open + recovered-key check → `deliver`
 
 A failure is logged and retried after 1, 2, 4, 8, then every 15 s; a `Refused` is retried
-every 15 s (approvals change only with a redeploy). A provider whose secret fails the
-recovered-key check is not asked again during this boot; one whose secret reveals a foreign
-subkey in the bundle ends the boot (exit 1), as the round would. A matching secret ends the
+every 15 s (approvals change only by a push to the provider or a redeploy, neither of which
+the requester sees). A provider whose secret fails the recovered-key check is not asked again
+during this boot; one whose secret reveals a foreign subkey in the bundle ends the boot
+(exit 1), as the round would. A matching secret ends the
 collection through `Locksmithd.deliver`: the listener and every holder connection close
 without a response and the round's shares are wiped; if the holders won first, the secret is
 wiped here. The server's end cancels every task.

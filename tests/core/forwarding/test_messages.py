@@ -1,6 +1,7 @@
-"""F1–F4 (docs/forwarding.md §3): every writer round-trips through its reader, and every reader
-refuses what §3 says closes the connection — duplicate or unknown members, wrong types,
-wrong-length or non-hex values, too many or too large approvals — with a fixed text."""
+"""F1–F4 and A1–A2 (docs/forwarding.md §3): every writer round-trips through its reader, and
+every reader refuses what §3 says closes the connection — duplicate or unknown members, wrong
+types, wrong-length or non-hex values, too many or too large approvals, a first frame that is
+neither F1 nor A1 — with a fixed text."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from locksmith.core.forwarding.messages import (
-    ANSWER_CAP, MAX_APPROVAL_BYTES, MAX_APPROVALS, REQUEST_CAP, Challenge, Forwarded, Hello,
-    MessageError, Refused, Request, parse_answer, parse_challenge, parse_hello, parse_request,
+    ANSWER_CAP, FIRST_CAP, HELLO_CAP, MAX_APPROVAL_BYTES, MAX_APPROVALS, MAX_PUSHED, PUSH_CAP,
+    REQUEST_CAP, STORED_CAP, Challenge, Discarded, Forwarded, Hello, MessageError, Push, Refused,
+    Request, Stored, parse_answer, parse_challenge, parse_first, parse_hello, parse_request,
+    parse_stored,
 )
 from locksmith.core.protocol import frame
 
@@ -200,3 +203,130 @@ def test_writers_refuse_what_the_readers_would_refuse() -> None:
         Request(b"", ("a",) * (MAX_APPROVALS + 1)).encode()
     with pytest.raises(ValueError):
         Refused("x" * ANSWER_CAP).encode()
+
+
+# --- A1 and A2: the push (§4.4) --------------------------------------------------------------
+
+PUSH = {"approvals": ["-----BEGIN PGP SIGNED MESSAGE-----"]}
+STORED = {"Stored": {"stored": 1, "discarded": [{"index": 1, "reason": "expired "
+                                                  "2025-01-01T00:00:00Z"}]}}
+discards = st.lists(st.tuples(st.integers(0, 2**40), texts), max_size=16).map(
+    lambda items: tuple(Discarded(i, r) for i, r in items))
+
+
+@given(st.lists(texts, min_size=1, max_size=MAX_PUSHED).map(tuple))
+def test_a_push_round_trips_through_the_first_frame_reader(approvals: tuple[str, ...]) -> None:
+    assert parse_first(Push(approvals).encode()) == Push(approvals)
+
+
+@given(st.integers(-2**70, 2**70), blobs32, blobs32)
+def test_an_f1_round_trips_through_the_first_frame_reader(version: int, h: bytes,
+                                                          nr: bytes) -> None:
+    assert parse_first(Hello(version, h, nr).encode()) == Hello(version, h, nr)
+
+
+@given(st.integers(0, 2**40), discards)
+def test_stored_round_trips(stored: int, discarded: tuple[Discarded, ...]) -> None:
+    try:
+        payload = Stored(stored, discarded).encode()
+    except ValueError:  # larger than A2's cap: the writer refuses, as the reader would
+        return
+    assert parse_stored(payload) == Stored(stored, discarded)
+
+
+def test_push_writers_emit_the_documented_json() -> None:
+    assert Push(tuple(PUSH["approvals"])).encode() == _json(PUSH)
+    assert Stored(1, (Discarded(1, "expired 2025-01-01T00:00:00Z"),)).encode() == _json(STORED)
+    assert Stored(0).encode() == b'{"Stored":{"stored":0,"discarded":[]}}'
+
+
+@pytest.mark.parametrize("payload, text", [
+    ({"approvals": []}, "A1 carries no approval"),
+    ({"approvals": "text"}, "A1 approvals must be an array"),
+    ({"approvals": ["a", 2]}, "A1 approvals element must be a string"),
+    ({"approvals": ["a"] * (MAX_PUSHED + 1)}, "A1 carries more than 16 approvals"),
+    ({"approvals": ["é" * (MAX_APPROVAL_BYTES // 2 + 1)]}, "larger than 16384 bytes"),
+    ({"approvals": ["a"], "version": 1}, "neither F1 nor A1"),
+    ({**HELLO, "approvals": ["a"]}, "neither F1 nor A1"),
+    ({"version": 1, "bundle_hash": H.hex()}, "neither F1 nor A1"),
+    ({}, "neither F1 nor A1"),
+])
+def test_a_first_frame_that_is_not_exactly_f1_or_a1_closes(payload: object, text: str) -> None:
+    with pytest.raises(MessageError, match=text):
+        parse_first(_json(payload))
+
+
+def test_a_duplicate_member_in_a1_closes() -> None:
+    with pytest.raises(MessageError, match="duplicate member"):
+        parse_first(b'{"approvals":["a"],"approvals":["b"]}')
+
+
+def test_an_f1_over_4_kib_closes_after_parsing_though_its_header_passed() -> None:
+    """The header is checked against A1's cap (the larger); F1 keeps its own 4 KiB."""
+    padded = _json(HELLO)[:-1] + b" " * (HELLO_CAP - len(_json(HELLO)) + 1) + b"}"
+    assert len(padded) == HELLO_CAP + 1 <= FIRST_CAP
+    assert parse_hello(padded) == Hello(1, H, NR)  # a valid F1 by itself ...
+    with pytest.raises(MessageError, match="F1 is larger than 4096 bytes"):
+        parse_first(padded)  # ... but not as a first frame
+    exact = _json(HELLO)[:-1] + b" " * (HELLO_CAP - len(_json(HELLO))) + b"}"
+    assert parse_first(exact) == Hello(1, H, NR)
+
+
+def test_sixteen_approvals_of_16_kib_fit_in_the_a1_cap() -> None:
+    """Approval texts escape only their line ends: 16 of the largest size still fit."""
+    text = ("A" * 63 + "\n") * (MAX_APPROVAL_BYTES // 64)
+    assert len(text.encode()) == MAX_APPROVAL_BYTES
+    payload = Push((text,) * MAX_PUSHED).encode()
+    assert len(payload) <= PUSH_CAP == FIRST_CAP
+    assert parse_first(payload) == Push((text,) * MAX_PUSHED)
+
+
+def test_push_writers_refuse_what_the_readers_would_refuse() -> None:
+    with pytest.raises(ValueError):
+        Push(()).encode()
+    with pytest.raises(ValueError):
+        Push(("a",) * (MAX_PUSHED + 1)).encode()
+    with pytest.raises(ValueError):
+        Push(("x" * (MAX_APPROVAL_BYTES + 1),)).encode()
+    with pytest.raises(ValueError):  # control characters escape to six bytes each
+        Push(("\x01" * MAX_APPROVAL_BYTES,) * 3).encode()
+    with pytest.raises(ValueError):
+        Stored(0, tuple(Discarded(i, "x" * 300) for i in range(16))).encode()
+    assert STORED_CAP == ANSWER_CAP
+
+
+@pytest.mark.parametrize("answer, text", [
+    ({}, "not one Stored"),
+    ({"Stored": STORED["Stored"], "Refused": {"reason": "x"}}, "not one Stored"),
+    ({"Refused": {"reason": "x"}}, "not one Stored"),
+    ({"Stored": {"stored": 1}}, "lacks member 'discarded'"),
+    ({"Stored": {"stored": 1, "discarded": [], "extra": 0}}, "unknown member"),
+    ({"Stored": {"stored": -1, "discarded": []}}, "stored must be a non-negative integer"),
+    ({"Stored": {"stored": True, "discarded": []}}, "stored must be a non-negative integer"),
+    ({"Stored": {"stored": 1.0, "discarded": []}}, "stored must be a non-negative integer"),
+    ({"Stored": {"stored": 0, "discarded": {}}}, "discarded must be an array"),
+    ({"Stored": {"stored": 0, "discarded": [{"index": 0}]}}, "lacks member 'reason'"),
+    ({"Stored": {"stored": 0, "discarded": [{"index": "0", "reason": "x"}]}},
+     "index must be a non-negative integer"),
+    ({"Stored": {"stored": 0, "discarded": [{"index": 0, "reason": 5}]}},
+     "reason must be a string"),
+    ([STORED], "not a JSON object"),
+])
+def test_an_a2_that_is_not_exactly_one_well_formed_stored_closes(answer: object,
+                                                                 text: str) -> None:
+    with pytest.raises(MessageError, match=text):
+        parse_stored(_json(answer))
+
+
+@pytest.mark.parametrize("stored, indices, count, coherent", [
+    (2, (), 2, True), (1, (1,), 2, True), (0, (0, 1), 2, True),
+    (2, (1,), 2, False),  # more than were sent
+    (0, (1,), 2, False),  # one unaccounted for
+    (0, (1, 0), 2, False),  # out of A1's order
+    (0, (0, 0), 2, False),  # named twice
+    (1, (2,), 2, False),  # no such text
+])
+def test_an_a2_answers_its_a1_only_when_every_text_is_accounted_for_once(
+        stored: int, indices: tuple[int, ...], count: int, coherent: bool) -> None:
+    answer = Stored(stored, tuple(Discarded(i, "x") for i in indices))
+    assert answer.answers(count) is coherent

@@ -5,7 +5,7 @@ image or to a PCR set that `threshold` distinct holders approved."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -56,12 +56,18 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 
 def judge(fleet: Fleet, document: bytes, approvals: tuple[str, ...] = (), *,
-          anchor: TrustAnchor | None = None, now: int = NOW,
-          excluded: tuple[int, ...] = ()) -> Allowed | Denied:
+          anchor: TrustAnchor | None = None, now: int = NOW, excluded: tuple[int, ...] = (),
+          stored: Mapping[PcrSet, tuple[str, ...]] | None = None,
+          asked: list[PcrSet] | None = None) -> Allowed | Denied:
+    def lookup(pcrs: PcrSet) -> tuple[str, ...]:
+        if asked is not None:
+            asked.append(pcrs)
+        return (stored or {}).get(pcrs, ())
+
     return judge_request(Request(document, approvals), anchor=anchor or fleet.anchor,
                          now_ms=now * 1000, provider_nonce=NP, bundle_hash=QUORUM.bundle_hash,
                          own_pcrs=fleet.own_pcrs, holders=QUORUM.holders,
-                         threshold=QUORUM.threshold, excluded=excluded)
+                         threshold=QUORUM.threshold, excluded=excluded, stored=lookup)
 
 
 # --- the rule (step 7) -----------------------------------------------------------------------
@@ -123,6 +129,45 @@ def test_expired_approvals_do_not_count_at_the_provider_time(fleet: Fleet) -> No
     assert isinstance(judge(fleet, fleet.document(SET_A), approvals, now=NOW + 59), Allowed)
     decision = judge(fleet, fleet.document(SET_A), approvals, now=NOW + 61)
     assert isinstance(decision, Denied) and "(0 of 2" in decision.reason
+
+
+# --- stored approvals (pushed in A1, §4.4) counted with F3's ----------------------------------
+
+
+def test_stored_approvals_alone_admit_a_requester_that_carries_none(fleet: Fleet) -> None:
+    asked: list[PcrSet] = []
+    decision = judge(fleet, fleet.document(SET_A),
+                     stored={SET_A: (QUORUM.approve(0), QUORUM.approve(2))}, asked=asked)
+    assert isinstance(decision, Allowed) and decision.rule == "approved by holders 0, 2"
+    assert asked == [SET_A]  # only the requester's own set is looked up
+
+
+def test_stored_and_presented_approvals_add_up_but_a_holder_counts_once(fleet: Fleet) -> None:
+    stored = {SET_A: (QUORUM.approve(1),)}
+    both = judge(fleet, fleet.document(SET_A), (QUORUM.approve(0),), stored=stored)
+    assert isinstance(both, Allowed) and both.rule == "approved by holders 0, 1"
+    same = judge(fleet, fleet.document(SET_A), (QUORUM.approve(1, expires=NOW + 2 * DAY),),
+                 stored=stored)
+    assert isinstance(same, Denied)
+    assert same.reason == "Requester PCRs are not approved (1 of 2 holder approvals)"
+
+
+def test_stored_approvals_are_judged_again_at_the_request(fleet: Fleet) -> None:
+    """Expired since the push, or by a holder excluded: they no longer count."""
+    stored = {SET_A: (QUORUM.approve(0, expires=NOW + 60), QUORUM.approve(1))}
+    assert isinstance(judge(fleet, fleet.document(SET_A), stored=stored), Allowed)
+    later = judge(fleet, fleet.document(SET_A), stored=stored, now=NOW + 60)
+    assert isinstance(later, Denied) and "(1 of 2" in later.reason
+    excluded = judge(fleet, fleet.document(SET_A), stored=stored, excluded=(1,))
+    assert isinstance(excluded, Denied) and "(1 of 2" in excluded.reason
+
+
+def test_the_store_is_not_consulted_for_the_same_image_or_a_rejected_document(
+        fleet: Fleet) -> None:
+    asked: list[PcrSet] = []
+    assert isinstance(judge(fleet, fleet.document(), asked=asked), Allowed)
+    assert isinstance(judge(fleet, fleet.document(SET_A, nonce=bytes(32)), asked=asked), Denied)
+    assert asked == []
 
 
 # --- the document (steps 4–6) ----------------------------------------------------------------
