@@ -17,6 +17,7 @@ import pytest
 from tests.oracles import ED25519_HOLDER, P256_HOLDER, RSA_HOLDER, GpgKey, make_gpg_key
 
 if TYPE_CHECKING:
+    from tests.forwardd_kit import Provider, Providers, Served
     from tests.locksmithd_kit import Daemons, Sim
     from tests.unlock_kit import World
 
@@ -77,6 +78,27 @@ def daemons(tmp_path: Path) -> Iterator[Daemons]:
     """Starts locksmithd processes for a test and cleans every one (and its keyforkd) up."""
     from tests.locksmithd_kit import daemons_in
     yield from daemons_in(tmp_path)
+
+
+# --- forwardd processes (tests/test_forwardd*.py, tests/cli/test_approvals_push_cli.py) ------
+
+
+@pytest.fixture(scope="module")
+def served(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Served:
+    from tests.forwardd_kit import Served
+    return Served.create(sim, tmp_path_factory.mktemp("bundle"))
+
+
+@pytest.fixture
+def providers(tmp_path: Path) -> Iterator[Providers]:
+    """Starts forwardd processes for a test and stops every one."""
+    from tests.forwardd_kit import providers_in
+    yield from providers_in(tmp_path)
+
+
+@pytest.fixture
+def provider(providers: Providers, sim: Sim, served: Served) -> Provider:
+    return providers.start(sim, served.bundle, served.quorum.secret)
 
 
 @pytest.fixture

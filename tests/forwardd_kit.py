@@ -44,7 +44,7 @@ from locksmith.core.protocol.holders import BundleHolders
 from locksmith.personalities.forwardd.server import Forwardd, Limits, Provision
 from tests.core.forwarding.approval_kit import signed
 from tests.core.protocol_kit import Quorum
-from tests.locksmithd_kit import Sim, clean_env
+from tests.locksmithd_kit import Sim, clean_env, v1_quorum, write_bundle
 
 T = TypeVar("T")
 PYTHON = sys.executable
@@ -104,6 +104,20 @@ def push(address: tuple[str, int], texts: Sequence[str] = (), *, payload: bytes 
 
 
 # --- the provider process --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Served:
+    """What one test module's providers serve: a 2-of-3 V1 quorum, its bundle file and hash."""
+
+    quorum: Quorum
+    bundle: Path
+    digest: bytes
+
+    @classmethod
+    def create(cls, sim: Sim, directory: Path) -> Served:
+        bundle, quorum, digest = v1_quorum(sim, 2, 3)
+        return cls(quorum, write_bundle(directory, bundle), digest)
 
 
 @dataclass

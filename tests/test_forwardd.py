@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,12 +20,12 @@ from locksmith.core.forwarding.approval import PcrSet
 from locksmith.core.forwarding.binding import provider_binding, requester_binding
 from locksmith.core.forwarding.messages import Challenge, Forwarded, Refused, Stored
 from locksmith.personalities.forwarding_trust import ForwardingTrustError, peer_trust_anchor
-from tests.core.protocol_kit import Quorum, generated_quorum
+from tests.core.protocol_kit import generated_quorum
 from tests.forwardd_kit import (
-    LISTENING, Provider, Providers, Requester, approvals, enclave, other_pcrs, providers_in,
-    push,
+    Served,
+    LISTENING, Provider, Providers, Requester, approvals, enclave, other_pcrs, push,
 )
-from tests.locksmithd_kit import Sim, v1_quorum, write_bundle
+from tests.locksmithd_kit import Sim, write_bundle
 
 # --- the peer trust anchor (§2.1) ------------------------------------------------------------
 
@@ -57,29 +55,6 @@ def test_an_unreadable_simulated_root_is_one_line_naming_the_file(tmp_path: Path
 
 
 # --- forwardd as a process (§5) --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Served:
-    quorum: Quorum
-    bundle: Path
-    digest: bytes
-
-
-@pytest.fixture(scope="module")
-def served(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Served:
-    bundle, quorum, digest = v1_quorum(sim, 2, 3)
-    return Served(quorum, write_bundle(tmp_path_factory.mktemp("bundle"), bundle), digest)
-
-
-@pytest.fixture
-def providers(tmp_path: Path) -> Iterator[Providers]:
-    yield from providers_in(tmp_path)
-
-
-@pytest.fixture
-def provider(providers: Providers, sim: Sim, served: Served) -> Provider:
-    return providers.start(sim, served.bundle, served.quorum.secret)
 
 
 def _requester(provider: Provider, sim: Sim, served: Served, *,

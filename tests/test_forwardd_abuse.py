@@ -12,10 +12,8 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -25,37 +23,13 @@ from locksmith.core.forwarding.messages import (
 from locksmith.core.protocol import frame
 from locksmith.core.protocol.admission import Phase
 from locksmith.personalities.forwardd.server import Forwardd, Limits
-from tests.core.protocol_kit import Quorum
 from tests.forwardd_kit import (
-    IdlePeers, Provider, Providers, Requester, approvals, enclave, other_pcrs, providers_in,
-    serve_in_process,
+    Served,
+    IdlePeers, Provider, Requester, approvals, enclave, other_pcrs, serve_in_process,
 )
-from tests.locksmithd_kit import Sim, v1_quorum, write_bundle
+from tests.locksmithd_kit import Sim
 
 HONEST_WITHIN = 15.0  # seconds for an honest exchange under pressure (the grace is 3 s)
-
-
-@dataclass(frozen=True)
-class Served:
-    quorum: Quorum
-    bundle: Path
-    digest: bytes
-
-
-@pytest.fixture(scope="module")
-def served(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Served:
-    bundle, quorum, digest = v1_quorum(sim, 2, 3)
-    return Served(quorum, write_bundle(tmp_path_factory.mktemp("bundle"), bundle), digest)
-
-
-@pytest.fixture
-def providers(tmp_path: Path) -> Iterator[Providers]:
-    yield from providers_in(tmp_path)
-
-
-@pytest.fixture
-def provider(providers: Providers, sim: Sim, served: Served) -> Provider:
-    return providers.start(sim, served.bundle, served.quorum.secret)
 
 
 def _honest(address: tuple[str, int], sim: Sim, served: Served) -> float:

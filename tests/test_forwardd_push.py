@@ -9,9 +9,6 @@ from __future__ import annotations
 import re
 import socket
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -22,34 +19,11 @@ from locksmith.core.forwarding.messages import (
 )
 from locksmith.core.forwarding.store import CAPACITY, STORE_FULL
 from tests.core.forwarding.approval_kit import signed, signing_key, stranger
-from tests.core.protocol_kit import Quorum
 from tests.forwardd_kit import (
-    DAY, Provider, Providers, Requester, approvals, enclave, other_pcrs, providers_in, push,
+    Served,
+    DAY, Provider, Providers, Requester, approvals, enclave, other_pcrs, push,
 )
-from tests.locksmithd_kit import Sim, v1_quorum, write_bundle
-
-
-@dataclass(frozen=True)
-class Served:
-    quorum: Quorum
-    bundle: Path
-    digest: bytes
-
-
-@pytest.fixture(scope="module")
-def served(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Served:
-    bundle, quorum, digest = v1_quorum(sim, 2, 3)
-    return Served(quorum, write_bundle(tmp_path_factory.mktemp("bundle"), bundle), digest)
-
-
-@pytest.fixture
-def providers(tmp_path: Path) -> Iterator[Providers]:
-    yield from providers_in(tmp_path)
-
-
-@pytest.fixture
-def provider(providers: Providers, sim: Sim, served: Served) -> Provider:
-    return providers.start(sim, served.bundle, served.quorum.secret)
+from tests.locksmithd_kit import Sim
 
 
 def _exchange(provider: Provider, sim: Sim, served: Served, pcrs: PcrSet,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,37 +26,14 @@ from locksmith.personalities.caution.shard_client import Address
 from locksmith.personalities.caution.ui import UsageError
 from tests.cli.clirun import Result, caution
 from tests.core.forwarding.approval_kit import signed
-from tests.core.protocol_kit import Quorum
 from tests.forwardd_kit import (
-    DAY, Provider, Providers, Requester, enclave, other_pcrs, providers_in,
+    Served,
+    DAY, Provider, Providers, Requester, enclave, other_pcrs,
 )
-from tests.locksmithd_kit import Sim, v1_quorum, write_bundle
+from tests.locksmithd_kit import Sim
 from tests.unlock_kit import free_port
 
 Capsys = pytest.CaptureFixture[str]
-
-
-@dataclass(frozen=True)
-class Served:
-    quorum: Quorum
-    bundle: Path
-    digest: bytes
-
-
-@pytest.fixture(scope="module")
-def served(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Served:
-    bundle, quorum, digest = v1_quorum(sim, 2, 3)
-    return Served(quorum, write_bundle(tmp_path_factory.mktemp("bundle"), bundle), digest)
-
-
-@pytest.fixture
-def providers(tmp_path: Path) -> Iterator[Providers]:
-    yield from providers_in(tmp_path)
-
-
-@pytest.fixture
-def provider(providers: Providers, sim: Sim, served: Served) -> Provider:
-    return providers.start(sim, served.bundle, served.quorum.secret)
 
 
 def write(directory: Path, served: Served, pcrs: PcrSet, holders: Sequence[int], *,
