@@ -10,13 +10,18 @@
         their RECORD lines, adds from each `--add` site-packages (the same pins installed for
         another CPython) its version-specific extension modules after checking that everything
         else is identical, checks that every extension module either is abi3 or exists for
-        every version of the zipapp, sets fixed permissions, and fails if any file contains one
-        of the --forbid strings (the build's own paths).
+        every version of the zipapp, adds shipping/launcher.py as _locksmith_launcher.py (the
+        fast start imports it from the extraction), refuses .pth files (the fast start does not
+        run `site`), sets fixed permissions, and fails if any file contains one of the --forbid
+        strings (the build's own paths).
     assemble.py finish SHIV_PYZ OUTPUT (--preamble FILE | --shebang INTERPRETER)
         Writes OUTPUT: the preamble (or a #! line), then shiv's archive with its __main__.py
         replaced by shipping/zip_main.py and shipping/launcher.py added as
         _locksmith_launcher.py, every entry stored (not deflated: deflate output depends on the
-        zlib build, so compressed archives from different machines can differ).
+        zlib build, so compressed archives from different machines can differ). The preamble's
+        @BUILD_ID@ becomes shiv's build id and @FAST_START@ the launcher's FAST_START; shiv's
+        settings must be the ones the fast start assumes (the launcher's entry point, no
+        extended or prepended PYTHONPATH).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -33,6 +39,9 @@ from pathlib import Path
 from typing import NoReturn
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import launcher  # noqa: E402  (shipping/launcher.py: FAST_START and the entry point)
+
 REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==")
 # An extension module built for one CPython version: name.cpython-3XY-<platform>.so
 VERSIONED = re.compile(r"^(?P<stem>.+)\.cpython-(?P<tag>3\d+)(?P<abi>[a-z]*)-(?P<platform>[^/]+)\.so$")
@@ -219,13 +228,38 @@ def site_packages(args: argparse.Namespace) -> None:
         print(f"build: added {len(added)} extension modules for CPython {version}", file=sys.stderr)
     for line in check_extensions(site, sorted(set(tags))):
         print(f"build: compiled: {line}", file=sys.stderr)
+    pth = sorted(p.name for p in site.glob("*.pth"))
+    if pth:
+        fail(f"site-packages has .pth files, which the fast start would not run: {pth}")
+    if (site / "_locksmith_launcher.py").exists():
+        fail("_locksmith_launcher.py is installed twice")
+    shutil.copyfile(HERE / "launcher.py", site / "_locksmith_launcher.py")
     normalise_permissions(site)
     forbid(site, args.forbid)
 
 
+def preamble(template: Path, settings: dict[str, object]) -> bytes:
+    """The sh preamble with this build's id and the launcher's FAST_START filled in."""
+    if settings.get("entry_point") != launcher.ENTRY_POINT or settings.get("prepend_pythonpath") \
+            or settings.get("extend_pythonpath"):
+        fail(f"shiv's settings differ from what the fast start assumes: {settings}")
+    build_id = str(settings["build_id"])
+    if len(build_id) != 64 or build_id.strip("0123456789abcdef"):
+        fail(f"unexpected build id {build_id!r}")
+    if "'" in launcher.FAST_START:
+        fail("FAST_START holds a single quote; the preamble quotes it with single quotes")
+    text = template.read_text()
+    for placeholder in ("@BUILD_ID@", "@FAST_START@"):
+        if text.count(placeholder) != 1:
+            fail(f"the preamble must hold {placeholder} exactly once")
+    return text.replace("@BUILD_ID@", build_id).replace("@FAST_START@", launcher.FAST_START).encode()
+
+
 def finish(args: argparse.Namespace) -> None:
+    with zipfile.ZipFile(args.shiv_pyz) as source:
+        settings = json.loads(source.read("environment.json"))
     if args.preamble:
-        prefix = Path(args.preamble).read_bytes()
+        prefix = preamble(Path(args.preamble), settings)
     else:
         prefix = f"#!{args.shebang}\n".encode()
     replaced = {

@@ -392,6 +392,68 @@ def test_roots_that_others_could_write_to_are_refused(runners: Callable[[str], R
                                  "writable directory\n")
 
 
+def _logging_python3(runner: Runner, tmp_path: Path) -> tuple[Path, Path]:
+    """A `python3` on PATH that notes its first argument, then runs `runner`'s interpreter."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    python3 = bin_dir / "python3"
+    python3.write_text(f'#!/bin/sh\necho "$1" >> "{calls}"\nexec "{runner.python}" "$@"\n')
+    python3.chmod(0o755)
+    return python3, calls
+
+
+@pytest.mark.slow
+def test_once_extracted_the_preamble_execs_the_listed_interpreter_at_once(
+        runner: Runner, tmp_path: Path) -> None:
+    """The first start probes python3 and lists it for the extraction; later starts exec it
+    at once with `-I -S` and the launcher's FAST_START, which runs the extraction without the
+    archive (shipping/launcher.py; issue 11), with the same result."""
+    python3, calls = _logging_python3(runner, tmp_path)
+    link = tmp_path / "locksmith-oneshot"
+    link.symlink_to(runner.zipapp)
+    root = tmp_path / "root"
+    env = runner.env(PATH=f"{python3.parent}:{os.environ['PATH']}", SHIV_ROOT=str(root))
+
+    def start() -> str:
+        done = subprocess.run([str(link), "--help"], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    first = start()
+    assert calls.read_text() == "-S\n"  # the probe; then the interpreter it named, directly
+    extraction = root / f"locksmith_{_build_id(runner.zipapp)}"
+    assert (extraction / "interpreters").read_text() == f"{python3}\n"
+    assert start() == first
+    assert calls.read_text() == "-S\n-I\n"
+
+
+@pytest.mark.slow
+def test_the_fast_start_refuses_a_root_as_the_launcher_does(runners: Callable[[str], Runner],
+                                                            tmp_path: Path) -> None:
+    """A root that others may write to since its extraction: the fast start hands over to the
+    launcher, which refuses it with its one line."""
+    runner = runners(VERSIONS[0])
+    python3, calls = _logging_python3(runner, tmp_path)
+    root = tmp_path / "root"
+    env = runner.env(PATH=f"{python3.parent}:{os.environ['PATH']}", SHIV_ROOT=str(root))
+    first = subprocess.run([str(runner.zipapp), "--version"], env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    root.chmod(0o777)
+    try:
+        refused = subprocess.run([str(runner.zipapp), "--version"], env=env,
+                                 capture_output=True, text=True, timeout=120)
+    finally:
+        root.chmod(0o700)
+    assert calls.read_text() == "-S\n-I\n"
+    assert refused.returncode == 1
+    assert refused.stdout == ""
+    assert refused.stderr == (f"locksmith: cannot extract to {root}: other users can write to "
+                              f"{root} (mode 0777); set SHIV_ROOT to a writable directory\n")
+
+
 @pytest.mark.slow
 def test_without_a_supported_python_the_preamble_says_what_it_found(zipapp: Path,
                                                                     tmp_path: Path) -> None:
