@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import types
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,6 +102,27 @@ def test_the_command_uses_the_resolved_zipapp_or_the_module(tmp_path: Path) -> N
     assert keyforkd_command(str(REPO / "locksmith" / "__main__.py")) \
         == [sys.executable, "-m", "locksmith", "keyforkd"]
     assert keyforkd_command("-c") == [sys.executable, "-m", "locksmith", "keyforkd"]
+
+
+def test_after_a_fast_start_keyforkd_is_started_the_same_way(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A zipapp started the fast way (shipping/launcher.py, issue 11) starts keyforkd with its
+    launcher's command: the same interpreter and build, without re-reading the archive."""
+    archive = tmp_path / "locksmith.pyz"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("__main__.py", "")
+    link = tmp_path / "locksmithd"
+    link.symlink_to(archive)
+    launcher = types.ModuleType("_locksmith_launcher")
+    monkeypatch.setitem(sys.modules, "_locksmith_launcher", launcher)
+    def fast(path: str, *args: str) -> list[str] | None:
+        return ["python", "-I", "-S", "-c", "FAST", path, *args]
+
+    setattr(launcher, "start_command", fast)
+    assert keyforkd_command(str(link)) == ["python", "-I", "-S", "-c", "FAST", str(archive),
+                                           "keyforkd"]
+    setattr(launcher, "start_command", lambda path, *args: None)  # after a slow start
+    assert keyforkd_command(str(link)) == [sys.executable, str(archive), "keyforkd"]
 
 
 @pytest.mark.slow

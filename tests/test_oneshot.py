@@ -17,6 +17,7 @@ from locksmith.core.openpgp import message, quorumkey
 from locksmith.core.openpgp.armor import armor
 from locksmith.core.openpgp.packets import PKESK, SYMMETRIC_NO_MDC, encode_packet, parse_packets
 from locksmith.core.protocol import frame
+from locksmith.personalities import oneshot as personality
 from tests import keyforkd_util as util
 from tests.keyforkd_util import PYTHON, SECRET_07, Keyforkd
 
@@ -337,6 +338,86 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
     assert result.returncode == 2 and result.stdout == b""
 
 
+# --- many secrets: two processes ---------------------------------------------------------
+
+
+def test_many_secrets_are_decrypted_by_two_processes_with_the_same_output(
+        daemon: Keyforkd, secrets: Path, keys: quorumkey.QuorumKeys) -> None:
+    """From PARALLEL_FROM secrets on, a forked child decrypts the second half (issue 11): the
+    output is the same single sorted write, every value exact."""
+    values = {f"S{i:03d}": f"value {i} it's\n{'x' * i}"
+              for i in range(personality.PARALLEL_FROM + 9)}
+    for name, value in values.items():
+        (secrets / f"{name}.asc").write_bytes(encrypt(value, keys))
+    result = run_against(daemon, secrets)
+    assert result.returncode == 0, result.stderr
+    names = sorted(values)
+    assert shell_values(result.stdout, names) == {n: values[n].encode() for n in names}
+    assert result.stdout.count(b"\nexport ") == len(names) - 1
+    assert stderr_lines(result)[-1] == (
+        f"locksmith-oneshot: exported {len(names)} variables: {' '.join(names)}")
+
+
+def test_failures_in_both_halves_are_all_reported_in_file_order(
+        daemon: Keyforkd, secrets: Path, keys: quorumkey.QuorumKeys) -> None:
+    count = personality.PARALLEL_FROM + 4
+    for i in range(count):
+        (secrets / f"S{i:03d}.asc").write_bytes(encrypt(f"v{i}", keys))
+    for i in (1, count // 2 + 1, count - 1):
+        (secrets / f"S{i:03d}.asc").write_bytes(b"garbage")
+    result = run_against(daemon, secrets)
+    assert result.returncode == 1
+    assert result.stdout == b""
+    assert stderr_lines(result)[1:] == [f"locksmith-oneshot: S{i:03d}.asc: malformed message"
+                                        for i in (1, count // 2 + 1, count - 1)]
+
+
+def test_without_fork_one_process_decrypts_everything(
+        secrets: Path, keys: quorumkey.QuorumKeys, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = [f"S{i:03d}.asc" for i in range(personality.PARALLEL_FROM)]
+    for i, name in enumerate(files):
+        (secrets / name).write_bytes(encrypt(f"v{i}", keys))
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    results = personality.decrypt_all(str(secrets), files, keys.encrypt)
+    assert results == [(name, name[:-4], f"v{i}") for i, name in enumerate(files)]
+
+
+def test_a_second_process_that_fails_fails_the_run(
+        secrets: Path, keys: quorumkey.QuorumKeys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail closed: the child dying (here: exiting 3 instead of delivering) is an error, never
+    a shorter list of results."""
+    files = [f"S{i:03d}.asc" for i in range(personality.PARALLEL_FROM)]
+    for i, name in enumerate(files):
+        (secrets / name).write_bytes(encrypt(f"v{i}", keys))
+    parent = os.getpid()
+    decrypt_files = personality.decrypt_files
+
+    def dies_in_the_child(directory: str, names: list[str], key: object) -> object:
+        if os.getpid() != parent:
+            os._exit(3)
+        return decrypt_files(directory, names, key)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(personality, "decrypt_files", dies_in_the_child)
+    with pytest.raises(personality.Failure, match="^internal error: the second decryption process "
+                                              "failed$"):
+        personality.decrypt_all(str(secrets), files, keys.encrypt)
+
+
+def test_its_quick_exit_still_delivers_what_it_printed() -> None:
+    """The oneshot ends without the interpreter's teardown (locksmith.__main__.QUICK_EXIT;
+    issue 11): what it printed into a pipe through sys.stdout's buffer (the help) must still
+    arrive whole, with its exit status."""
+    result = oneshot("--help")
+    assert result.returncode == 0
+    text = result.stdout.decode()
+    assert text.startswith("usage: locksmith-oneshot") and text.endswith("\n")
+    assert "--timeout SECONDS" in text
+
+
 # --- the boot-path import rule ---------------------------------------------------------------
 
 
@@ -372,3 +453,19 @@ def test_no_cli_or_http_library_is_ever_imported(
     assert not {m for m in modules if m.split(".")[0] in FORBIDDEN}
     assert not {"locksmith.core.openpgp.certs", "locksmith.core.openpgp.validity", "cbor2",
                 "asyncio", "locksmith.personalities.caution"} & modules
+
+
+def test_as_the_boot_script_calls_it_it_loads_only_what_decrypting_needs(
+        daemon: Keyforkd, secrets: Path, keys: quorumkey.QuorumKeys,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No arguments (the paths in the environment), as locksmith-run calls it: the run between
+    the last shard and the application (issue 11) loads no argument parser, and none of the
+    modules that used to cost most of its start (dataclasses with inspect, hashlib with the
+    system's libcrypto, importlib.resources, the socket module's enums)."""
+    (secrets / "OK.asc").write_bytes(encrypt("v", keys))
+    monkeypatch.setenv("KEYFORKD_SOCKET_PATH", str(daemon.socket))
+    monkeypatch.setenv("LOCKSMITH_SECRETS_DIR", str(secrets))
+    code, modules = _loaded_modules()
+    assert code == 0
+    assert not {"argparse", "dataclasses", "inspect", "hashlib", "_hashlib",
+                "importlib.resources", "socket"} & modules

@@ -6,6 +6,9 @@ others can read or write it) — never argv or the environment, which other proc
 Core dumps are disabled before the secret is read. The socket is created under umask 077 and
 chmod 0600 *before* `READY` is signalled, so there is no moment at which a ready socket is open
 to other users. Startup failures exit 1 after removing nothing but a provably stale socket.
+READY is on the boot's critical path (issue 11), so the event loop and the connection handling,
+asyncio being by far the largest import of this program, are loaded only after it: a client
+that connects meanwhile waits in the listen backlog.
 
 Usage: keyforkd [--socket PATH] (--secret-fd N | --unsafe-secret-hex-file FILE) [--ready-fd N]
 """
@@ -13,7 +16,6 @@ Usage: keyforkd [--socket PATH] (--secret-fd N | --unsafe-secret-hex-file FILE) 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import signal
@@ -26,7 +28,12 @@ from locksmith.core.keyfork import ipc as keyfork_ipc
 from locksmith.personalities import secret_fd
 from locksmith.personalities.argparsing import add_version
 from locksmith.personalities.hardening import disable_core_dumps
-from locksmith.personalities.keyforkd_server import KeyforkServer, MasterNode
+
+TYPE_CHECKING = False  # mypy reads this name as typing's; these load after READY
+if TYPE_CHECKING:
+    import asyncio
+
+    from locksmith.personalities.keyforkd_server import MasterNode
 
 __all__ = ["main"]
 
@@ -223,6 +230,10 @@ def signal_ready(fd: int) -> None:
 
 
 async def _serve(listener: socket.socket, master: MasterNode, quorum_once: bool) -> None:
+    import asyncio
+
+    from locksmith.personalities.keyforkd_server import KeyforkServer
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in _STOP_SIGNALS:
@@ -261,7 +272,7 @@ def main(argv: list[str]) -> int:
             secret = read_secret_fd(args.secret_fd)
         else:
             secret = read_secret_hex_file(args.unsafe_secret_hex_file)
-        master = MasterNode(master_node(secret))
+        node = master_node(secret)
         wipe(secret)  # from here on only the master node is needed
         location = keyfork_ipc.resolve_socket_location(args.socket, os.environ)
         listener, identity = bind_socket(location)
@@ -272,6 +283,13 @@ def main(argv: list[str]) -> int:
         if args.ready_fd is not None:
             signal_ready(args.ready_fd)
         log(f"listening on {location.path}")
+        # Only now (see the module's docstring); stop signals stay pending meanwhile.
+        import asyncio
+
+        from locksmith.personalities.keyforkd_server import MasterNode
+
+        master = MasterNode(node)
+        del node
         asyncio.run(_serve(listener, master, not args.unsafe_serve_quorum_key_repeatedly))
         return 0
     except StartupError as exc:

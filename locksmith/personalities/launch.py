@@ -58,7 +58,13 @@ def own_command(personality: str, argv0: str | None = None) -> list[str]:
     if candidate:
         real = os.path.realpath(candidate)
         if os.path.isfile(real) and zipfile.is_zipfile(real):
-            return [sys.executable, real, personality]
+            # Started the fast way (shipping/launcher.py), start it the same way: the same
+            # interpreter and program, without re-reading the archive (issue 11: keyforkd's
+            # start is on the boot's critical path).
+            launcher = sys.modules.get("_locksmith_launcher")
+            start_command = getattr(launcher, "start_command", None)
+            fast = start_command(real, personality) if callable(start_command) else None
+            return fast or [sys.executable, real, personality]
     return [sys.executable, "-m", "locksmith", personality]
 
 

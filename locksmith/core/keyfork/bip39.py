@@ -7,14 +7,20 @@ on first use so that importing this module costs nothing on boot paths that neve
 
 Error messages never quote a word of the mnemonic: a mnemonic is the secret itself, and the CLI
 rule is that secrets never appear in messages. They name the word's position instead.
+
+keyforkd derives the seed before it can say READY and locksmithd after the last shard, both on
+the boot's critical path (issue 11): the hashes come from `cryptography`, which both have loaded
+anyway (`hashlib` would load the system's libcrypto as well), and the word list through
+`pkgutil.get_data` (`importlib.resources` costs several milliseconds to import).
 """
 
 from __future__ import annotations
 
-import hashlib
+import pkgutil
 import unicodedata
 from functools import cache
-from importlib import resources
+
+from cryptography.hazmat.primitives import hashes
 
 __all__ = [
     "Bip39Error",
@@ -33,11 +39,17 @@ class Bip39Error(ValueError):
     """Entropy or a mnemonic that BIP-39 does not accept (message holds no secret material)."""
 
 
+def _sha256(data: bytes) -> bytes:
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(data)
+    return digest.finalize()
+
+
 @cache
 def wordlist() -> tuple[str, ...]:
     """The 2048 English words in index order."""
-    text = (resources.files("locksmith") / "data" / "bip39-english.txt").read_text("utf-8")
-    words = tuple(text.split())
+    data = pkgutil.get_data("locksmith", "data/bip39-english.txt")
+    words = tuple(data.decode("utf-8").split()) if data is not None else ()
     if len(words) != 2048:  # a damaged install must not silently produce wrong mnemonics
         raise RuntimeError(f"BIP-39 word list has {len(words)} words, expected 2048")
     return words
@@ -55,7 +67,7 @@ def entropy_to_mnemonic(entropy: bytes) -> str:
             f"entropy must be 16, 20, 24, 28 or 32 bytes, got {len(entropy)}"
         )
     checksum_bits = len(entropy) * 8 // 32
-    checksum = hashlib.sha256(entropy).digest()[0] >> (8 - checksum_bits)
+    checksum = _sha256(entropy)[0] >> (8 - checksum_bits)
     bits = (int.from_bytes(entropy, "big") << checksum_bits) | checksum
     count = (len(entropy) * 8 + checksum_bits) // 11
     words = wordlist()
@@ -81,7 +93,7 @@ def mnemonic_to_entropy(mnemonic: str) -> bytes:
     checksum_bits = len(words) * 11 // 33
     entropy_bits = len(words) * 11 - checksum_bits
     entropy = (bits >> checksum_bits).to_bytes(entropy_bits // 8, "big")
-    expected = hashlib.sha256(entropy).digest()[0] >> (8 - checksum_bits)
+    expected = _sha256(entropy)[0] >> (8 - checksum_bits)
     if bits & ((1 << checksum_bits) - 1) != expected:
         raise Bip39Error("mnemonic checksum does not match (a word is wrong or out of order)")
     return entropy
@@ -96,4 +108,6 @@ def mnemonic_to_seed(mnemonic: str, passphrase: str = "") -> bytes:
     """
     password = unicodedata.normalize("NFKD", mnemonic).encode("utf-8")
     salt = ("mnemonic" + unicodedata.normalize("NFKD", passphrase)).encode("utf-8")
-    return hashlib.pbkdf2_hmac("sha512", password, salt, _PBKDF2_ROUNDS, 64)
+    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+    return PBKDF2HMAC(hashes.SHA512(), 64, salt, _PBKDF2_ROUNDS).derive(password)

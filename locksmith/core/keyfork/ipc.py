@@ -19,11 +19,12 @@ Public API:
   * `IpcError` (its message is the exact `error` text of the table)
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple would compile every field's
+# annotation string at import, a cost on locksmith-oneshot's start (issue 11).
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from locksmith.core.keyfork import slip10
 
@@ -46,7 +47,7 @@ INVALID_PATH = "invalid derivation path"
 NOT_HARDENED = "ed25519 derivation requires hardened indices"
 TOO_DEEP = "derivation path is too deep"
 
-_PATH = re.compile(r"m(/[0-9]+'?)*")
+_PATH = r"m(/[0-9]+'?)*"  # compiled on first use: the server's, not locksmith-oneshot's
 _UINT, _BYTES, _TEXT, _MAP = 0, 2, 3, 5
 
 
@@ -62,21 +63,23 @@ class MalformedResponse(ValueError):
     """The response is neither a well-formed success map nor an error map."""
 
 
-@dataclass(frozen=True)
-class Request:
+# NamedTuples rather than dataclasses, as slip10.ExtendedKey (issue 11: import cost).
+class Request(NamedTuple):
     path: str
     algorithm: str
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(NamedTuple):
     """What the server sends (`payload`), whether it then closes, and one log line (no keys).
     `quorum` is true when the reply hands out the quorum account or a node below it."""
 
-    payload: bytes = field(repr=False)
+    payload: bytes
     close: bool
     log: str
     quorum: bool = False
+
+    def __repr__(self) -> str:  # the payload may be key material
+        return f"Reply(close={self.close!r}, log={self.log!r}, quorum={self.quorum!r})"
 
 
 # --- minimal strict CBOR -------------------------------------------------------------------
@@ -182,7 +185,7 @@ def parse_request(payload: bytes) -> Request:
 
 def parse_path(text: str) -> tuple[int, ...]:
     """Full hardened indices of `text`, checked in the spec's order: syntax, hardened, 2..255."""
-    if _PATH.fullmatch(text) is None:
+    if re.fullmatch(_PATH, text) is None:
         raise IpcError(INVALID_PATH)
     components = text.split("/")[1:]
     indices = []
@@ -284,8 +287,7 @@ def decode_response(payload: bytes) -> slip10.ExtendedKey:
 # --- socket path (enclave.md §3) ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SocketLocation:
+class SocketLocation(NamedTuple):
     """The resolved path, and the `$XDG_RUNTIME_DIR/keyforkd` directory keyforkd may create
     (mode 0700) when the path is the XDG default; None otherwise."""
 

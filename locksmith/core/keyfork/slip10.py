@@ -6,13 +6,14 @@ non-hardened index is an error here rather than something silently hardened: acc
 as `m/0'/1'` would derive a different key than the text claims.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple would compile every field's
+# annotation string at import, a cost on locksmith-oneshot's start (issue 11).
 
-import hashlib
-import hmac
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from cryptography.hazmat.primitives import hashes, hmac
 
 __all__ = [
     "HARDENED",
@@ -28,20 +29,32 @@ __all__ = [
 HARDENED = 0x8000_0000
 _CURVE_KEY = b"ed25519 seed"
 _MAX_DEPTH = 255  # BIP-32/SLIP-10 serialise depth in one byte
-_COMPONENT = re.compile(r"(0|[1-9][0-9]*)(')?", re.ASCII)
+_COMPONENT = r"(0|[1-9][0-9]*)(')?"  # compiled on first use: not on locksmith-oneshot's path
 
 
 class Slip10Error(ValueError):
     """A seed, index or path that SLIP-10 Ed25519 derivation does not accept."""
 
 
-@dataclass(frozen=True)
-class ExtendedKey:
-    """A derived node. Key material is kept out of `repr` so it cannot leak into logs."""
+class ExtendedKey(NamedTuple):
+    """A derived node. Key material is kept out of `repr` so it cannot leak into logs.
 
-    private_key: bytes = field(repr=False)
-    chain_code: bytes = field(repr=False)
+    A NamedTuple rather than a dataclass, like the OpenPGP key records (issue 11: `dataclasses`
+    is costly to import on the boot path)."""
+
+    private_key: bytes
+    chain_code: bytes
     depth: int = 0
+
+    def __repr__(self) -> str:
+        return f"ExtendedKey(depth={self.depth})"
+
+
+def _hmac_sha512(key: bytes, data: bytes) -> bytes:
+    # `cryptography`'s HMAC: `hmac`/`hashlib` would load the system's libcrypto as well.
+    mac = hmac.HMAC(key, hashes.SHA512())
+    mac.update(data)
+    return mac.finalize()
 
 
 def master_key(seed: bytes) -> ExtendedKey:
@@ -52,7 +65,7 @@ def master_key(seed: bytes) -> ExtendedKey:
     """
     if not 16 <= len(seed) <= 64:
         raise Slip10Error(f"seed must be 16 to 64 bytes, got {len(seed)}")
-    digest = hmac.digest(_CURVE_KEY, bytes(seed), hashlib.sha512)
+    digest = _hmac_sha512(_CURVE_KEY, bytes(seed))
     return ExtendedKey(private_key=digest[:32], chain_code=digest[32:], depth=0)
 
 
@@ -65,7 +78,7 @@ def derive_child(parent: ExtendedKey, index: int) -> ExtendedKey:
     if parent.depth >= _MAX_DEPTH:
         raise Slip10Error(f"derivation deeper than {_MAX_DEPTH} levels")
     data = b"\x00" + parent.private_key + index.to_bytes(4, "big")
-    digest = hmac.digest(parent.chain_code, data, hashlib.sha512)
+    digest = _hmac_sha512(parent.chain_code, data)
     return ExtendedKey(private_key=digest[:32], chain_code=digest[32:], depth=parent.depth + 1)
 
 
@@ -89,7 +102,7 @@ def parse_path(text: str) -> tuple[int, ...]:
         raise Slip10Error(f"malformed derivation path {text!r}: must start with 'm'")
     indices = []
     for part in parts[1:]:
-        match = _COMPONENT.fullmatch(part)
+        match = re.fullmatch(_COMPONENT, part, re.ASCII)
         if match is None:
             raise Slip10Error(f"malformed derivation path {text!r}: bad component {part!r}")
         number = int(match.group(1))

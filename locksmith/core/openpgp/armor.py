@@ -6,51 +6,23 @@ whitespace, a missing CRC) but strict where a mistake would hide corruption (a C
 match, stray text inside a block).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple would compile every field's
+# annotation string at import, a cost on locksmith-oneshot's start (issue 11).
 
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
+from locksmith.core.openpgp.crc24 import crc24
 from locksmith.core.openpgp.errors import ArmorError
-
-_CRC24_INIT = 0xB704CE
-_CRC24_POLY = 0x1864CFB
 
 _BEGIN = re.compile(r"^-----BEGIN PGP ([A-Z0-9 ,/]+)-----[ \t]*$")
 _END = "-----END PGP {}-----"
 _HEADER = re.compile(r"^[A-Za-z0-9-]+: ")
 
 
-def _crc24_table() -> tuple[int, ...]:
-    """CRC-24 of each single byte from a zero register: the bitwise loop, run once per byte
-    value instead of once per input byte (RFC 4880 §6.1's loop was most of oneshot's run)."""
-    table = []
-    for value in range(256):
-        crc = value << 16
-        for _ in range(8):
-            crc <<= 1
-            if crc & 0x1000000:
-                crc ^= _CRC24_POLY
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC24_TABLE = _crc24_table()
-
-
-def crc24(data: bytes) -> int:
-    """RFC 4880 §6.1 CRC-24, table-driven (same result as the bitwise loop of the RFC)."""
-    crc = _CRC24_INIT
-    table = _CRC24_TABLE
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFFFF) ^ table[(crc >> 16) ^ byte]
-    return crc
-
-
-@dataclass(frozen=True)
-class ArmorBlock:
+class ArmorBlock(NamedTuple):
     kind: str  # e.g. "MESSAGE", "PUBLIC KEY BLOCK", "PRIVATE KEY BLOCK", "SIGNATURE"
     data: bytes
 

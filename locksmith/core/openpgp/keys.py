@@ -5,12 +5,13 @@ and decrypts with a `SecretKey`; the certificate adapter and the quorum-key deri
 them. Only v4 keys exist here (formats.md §11: v3/v6 → `unsupported key version`).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple would compile every field's
+# annotation string at import, a cost on locksmith-oneshot's start (issue 11).
 
-import hashlib
-from dataclasses import dataclass, field
-from typing import Protocol, Union
+from functools import lru_cache
+from typing import NamedTuple, Protocol, Union
 
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
 
 from locksmith.core.openpgp.errors import PacketError, UnsupportedKey
@@ -67,8 +68,20 @@ def read_mpi(data: bytes, pos: int) -> tuple[bytes, int]:
     return data[pos + 2 : end], end
 
 
-@dataclass(frozen=True)
-class PublicKey:
+@lru_cache(maxsize=1024)
+def _fingerprint(body: bytes) -> bytes:
+    """The v4 fingerprint of a key packet body. Cached: decrypting one message asks for the
+    recipient's three times (key ID match, trial, ECDH KDF), and locksmith-oneshot decrypts
+    every secret with the same key (issue 11). `cryptography`'s SHA-1, loaded anyway:
+    `hashlib` would also load the system's libcrypto."""
+    digest = hashes.Hash(hashes.SHA1())
+    digest.update(b"\x99" + len(body).to_bytes(2, "big") + body)
+    return digest.finalize()
+
+
+# The key records are NamedTuples, not dataclasses: `dataclasses` (with `inspect`) was a large
+# share of locksmith-oneshot's imports (issue 11), and these records are immutable anyway.
+class PublicKey(NamedTuple):
     """A parsed v4 public key (primary or subkey)."""
 
     created: int
@@ -80,7 +93,6 @@ class PublicKey:
     rsa_e: int | None = None
     kdf_hash: int | None = None
     kdf_cipher: int | None = None
-    _fpr: bytes = field(default=b"", repr=False, compare=False)
 
     @property
     def body(self) -> bytes:
@@ -88,8 +100,7 @@ class PublicKey:
 
     @property
     def fingerprint(self) -> bytes:
-        body = self.body
-        return hashlib.sha1(b"\x99" + len(body).to_bytes(2, "big") + body).digest()
+        return _fingerprint(self.body)
 
     @property
     def fingerprint_hex(self) -> str:
@@ -194,8 +205,7 @@ class PublicKey:
                    kdf_hash=kdf_hash, kdf_cipher=kdf_cipher)
 
 
-@dataclass(frozen=True)
-class SecretKey:
+class SecretKey(NamedTuple):
     """A public key together with its usable private key object."""
 
     public: PublicKey
@@ -247,12 +257,23 @@ class KeyOperations(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class DelegatedKey:
+class DelegatedKey(NamedTuple):
     """A public key whose private operations are delegated (`KeyOperations`), e.g. to a card."""
 
     public: PublicKey
-    operations: KeyOperations = field(repr=False, compare=False)
+    operations: KeyOperations
+
+    def __repr__(self) -> str:
+        return f"DelegatedKey(public={self.public!r})"
+
+    def __eq__(self, other: object) -> bool:  # the key, whatever device holds it
+        return isinstance(other, DelegatedKey) and self.public == other.public
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self.public)
 
 
 DecryptionKey = Union[SecretKey, DelegatedKey]

@@ -17,13 +17,12 @@ Public API:
     > `NoMatchingRecipient` (no PKESK was addressed to any of the keys).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see keys.py (NamedTuple fields at import).
 
 import os
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from locksmith.core.openpgp import pkesk as _pkesk
 from locksmith.core.openpgp import seipd
@@ -65,8 +64,7 @@ class DecompressionLimit(MessageError):
     pass
 
 
-@dataclass(frozen=True)
-class Decrypted:
+class Decrypted(NamedTuple):  # not a dataclass: see keys.PublicKey
     """A decrypted message: the literal body, the key that opened it, and unverified signatures.
 
     Signatures are not checked here (locksmith-oneshot ignores them; the shardfile reader
@@ -75,19 +73,22 @@ class Decrypted:
     callers that look at it.
     """
 
-    plaintext: bytes = field(repr=False)
-    key: DecryptionKey = field(repr=False)
-    one_pass_packets: tuple[bytes, ...] = field(default=(), repr=False)
-    signature_packets: tuple[bytes, ...] = field(default=(), repr=False)
+    plaintext: bytes
+    key: DecryptionKey
+    one_pass_packets: tuple[bytes, ...] = ()
+    signature_packets: tuple[bytes, ...] = ()
+
+    def __repr__(self) -> str:
+        return "Decrypted()"  # never the plaintext or the key
 
     @property
-    def one_pass_signatures(self) -> tuple[signature.OnePassSignature, ...]:
+    def one_pass_signatures(self) -> "tuple[signature.OnePassSignature, ...]":
         # Deferred: the signature/sigpackets/subpackets stack is not needed to decrypt (oneshot).
         from locksmith.core.openpgp import signature
         return tuple(signature.OnePassSignature.parse(b) for b in self.one_pass_packets)
 
     @property
-    def signatures(self) -> tuple[signature.Signature, ...]:
+    def signatures(self) -> "tuple[signature.Signature, ...]":
         from locksmith.core.openpgp import signature  # deferred: see one_pass_signatures
         return tuple(signature.Signature.parse(b) for b in self.signature_packets)
 
@@ -101,7 +102,7 @@ def _literal(body: bytes) -> bytes:
 
 
 def signed_literal(body: bytes, signer: SecretKey, *, created: int,
-                   hashed: Sequence[signature.Subpacket] = ()) -> bytes:
+                   hashed: "Sequence[signature.Subpacket]" = ()) -> bytes:
     """One-pass signature, literal, binary-document signature (SHA-512) by `signer`."""
     from locksmith.core.openpgp import signature  # deferred: only writers sign (not oneshot)
     ops = signature.OnePassSignature.for_key(signer.public, signature.BINARY, signature.SHA512)

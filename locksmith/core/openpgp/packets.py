@@ -5,10 +5,10 @@ PGPy cannot read a stream of several messages (formats.md §7.3) and the boot pa
 import PGPy at all. Writing always uses new-format headers with definite lengths.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple would compile every field's
+# annotation string at import, a cost on locksmith-oneshot's start (issue 11).
 
-from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from locksmith.core.openpgp.errors import PacketError
 
@@ -33,8 +33,9 @@ AEAD = 20
 PADDING = 21
 
 
-@dataclass(frozen=True)
-class Packet:
+class Packet(NamedTuple):
+    # A NamedTuple, not a dataclass: `dataclasses` (with `inspect`) is a large share of the
+    # boot path's imports (issue 11), and every class here is an immutable record anyway.
     tag: int
     body: bytes
 

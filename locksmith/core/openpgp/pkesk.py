@@ -6,11 +6,12 @@ message does not name its holders). Every failure to recover a session key with 
 is `DecryptionError`, because during trial decryption it only means "not this key".
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple would compile every field's
+# annotation string at import, a cost on locksmith-oneshot's start (issue 11).
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -35,8 +36,7 @@ _CANNOT = "selected key cannot decrypt this message"
 Random = Callable[[int], bytes]
 
 
-@dataclass(frozen=True)
-class PKESK:
+class PKESK(NamedTuple):  # not a dataclass: see keys.PublicKey
     key_id: bytes
     algorithm: int
     fields: bytes  # the algorithm-specific part, as on the wire

@@ -9,6 +9,8 @@ encryption subkey directly (no armor, no certificate parsing on the boot path).
 Public API:
   * `quorum_keys(secret) -> QuorumKeys`; `quorum_keys_from_account(private_key, chain_code)`
   * `decryption_key(secret) -> SecretKey`; `decryption_key_from_account(private_key, chain_code)`
+  * `primary_key_from_account(private_key, chain_code) -> SecretKey` (its fingerprint names the
+    quorum key)
   * `account_node(secret) -> slip10.ExtendedKey`
   * `public_certificate(keys, *, generated, expire=DEFAULT_EXPIRE, user_id=...) -> str`
     (armored `PGP PUBLIC KEY BLOCK`); `secret_certificate(...) -> str` (armored TSK);
@@ -18,10 +20,11 @@ Public API:
   * `QuorumKeyError`
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple would compile every field's
+# annotation string at import, a cost on locksmith-oneshot's start (issue 11).
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
@@ -41,7 +44,7 @@ DEFAULT_USER_ID = "Keymaker-generated key"
 SHARD_SIGNER_USER_ID = "keyfork-sss"
 DAY = 86400
 DEFAULT_EXPIRE = 42 * 365 * DAY  # "42y" = 15330 days (formats.md §9.4)
-_EXPIRE = re.compile(r"([0-9]+)([dmy])", re.ASCII)
+_EXPIRE = r"([0-9]+)([dmy])"  # compiled on first use, not on locksmith-oneshot's path
 _UNIT_DAYS = {"d": 1, "m": 30, "y": 365}
 
 
@@ -49,8 +52,7 @@ class QuorumKeyError(OpenPGPError):
     pass
 
 
-@dataclass(frozen=True)
-class QuorumKeys:
+class QuorumKeys(NamedTuple):  # not a dataclass: see keys.PublicKey
     """Component keys 0'..3' of the account: certify, sign, encrypt (0x0C), authenticate."""
 
     primary: SecretKey
@@ -61,7 +63,7 @@ class QuorumKeys:
 
 def parse_expire(text: str) -> int:
     """Validity D in seconds from `<n>d` (days), `<n>m` (30 days) or `<n>y` (365 days), n ≥ 1."""
-    match = _EXPIRE.fullmatch(text)
+    match = re.fullmatch(_EXPIRE, text, re.ASCII)
     if match is None or int(match.group(1)) == 0:
         raise QuorumKeyError(f"invalid expiry {text!r}: expected <n>d, <n>m or <n>y with n >= 1")
     return int(match.group(1)) * _UNIT_DAYS[match.group(2)] * DAY
@@ -115,6 +117,12 @@ def quorum_keys(secret: bytes) -> QuorumKeys:
 def decryption_key_from_account(private_key: bytes, chain_code: bytes) -> SecretKey:
     """The Cv25519 encryption subkey (2') only: what locksmith-oneshot decrypts with."""
     return _cv25519(_child(_account(private_key, chain_code), 2))
+
+
+def primary_key_from_account(private_key: bytes, chain_code: bytes) -> SecretKey:
+    """The Ed25519 primary key (0') only, whose fingerprint names the quorum key: with
+    `decryption_key_from_account`, all that locksmith-oneshot derives (issue 11)."""
+    return _ed25519(_child(_account(private_key, chain_code), 0))
 
 
 def decryption_key(secret: bytes) -> SecretKey:

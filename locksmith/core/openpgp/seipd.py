@@ -9,12 +9,12 @@ signal should leak.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
+from _operator import _compare_digest  # hmac.compare_digest, without hmac's _hashlib
 from collections.abc import Callable
 
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from locksmith.core.openpgp.errors import DecryptionError, MessageError
@@ -33,6 +33,14 @@ class UnsupportedMessage(MessageError):
     """A message using something deliberately not implemented (AEAD, SEIPD v2, other ciphers)."""
 
 
+def _sha1(data: bytes) -> bytes:
+    """SHA-1 from `cryptography`, which is loaded anyway: `hashlib` would load the system's
+    libcrypto as well, a cost on the boot path (issue 11)."""
+    digest = hashes.Hash(hashes.SHA1())
+    digest.update(data)
+    return digest.finalize()
+
+
 def _cipher(cipher: int, key: bytes) -> Cipher[CFB]:
     if cipher not in _KEY_SIZES:
         raise UnsupportedMessage(f"unsupported symmetric algorithm {cipher} (only AES is accepted)")
@@ -47,7 +55,7 @@ def encrypt(cipher: int, key: bytes, inner: bytes, *,
     prefix = urandom(_BLOCK)
     prefix += prefix[-2:]
     clear = prefix + inner + _MDC_HEADER
-    clear += hashlib.sha1(clear).digest()
+    clear += _sha1(clear)
     encryptor = _cipher(cipher, key).encryptor()
     return bytes([VERSION]) + encryptor.update(clear) + encryptor.finalize()
 
@@ -74,8 +82,8 @@ def decrypt(cipher: int, key: bytes, body: bytes) -> bytes:
         raise DecryptionError(_CANNOT)  # quick check: almost surely the wrong session key
     clear = head + decryptor.update(ciphertext[_BLOCK + 2 :]) + decryptor.finalize()
     mdc_at = len(clear) - _MDC_SIZE
-    expected = hashlib.sha1(clear[: mdc_at + 2]).digest()
-    if clear[mdc_at : mdc_at + 2] != _MDC_HEADER or not hmac.compare_digest(
+    expected = _sha1(clear[: mdc_at + 2])
+    if clear[mdc_at : mdc_at + 2] != _MDC_HEADER or not _compare_digest(
             clear[mdc_at + 2 :], expected):
         raise DecryptionError(_CANNOT)
     return clear[_BLOCK + 2 : mdc_at]

@@ -8,12 +8,20 @@ more than the limit.
 
 from __future__ import annotations
 
-import hashlib
+from cryptography.hazmat.primitives import hashes
 
 HEADER = 4
 DIGEST = 32
 MIN_LENGTH = DIGEST
 MAX_LENGTH = 1 << 20  # 1 MiB: L, i.e. digest + payload
+
+
+def _sha256(data: bytes) -> bytes:
+    # `cryptography`'s SHA-256, which every user of frames has loaded: `hashlib` would also load
+    # the system's libcrypto, a cost on locksmith-oneshot's start (issue 11).
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(data)
+    return digest.finalize()
 
 
 class FrameError(ValueError):
@@ -28,7 +36,7 @@ def encode(payload: bytes) -> bytes:
     length = DIGEST + len(payload)
     if length > MAX_LENGTH:
         raise FrameTooLarge(f"frame body length {length} is outside 32..=1048576")
-    return length.to_bytes(4, "big") + hashlib.sha256(payload).digest() + payload
+    return length.to_bytes(4, "big") + _sha256(payload) + payload
 
 
 def check_length(length: int, max_payload: int | None = None) -> None:
@@ -73,6 +81,6 @@ class FrameDecoder:
         digest = bytes(self._buffer[HEADER:HEADER + DIGEST])
         payload = bytes(self._buffer[HEADER + DIGEST:end])
         del self._buffer[:end]
-        if hashlib.sha256(payload).digest() != digest:
+        if _sha256(payload) != digest:
             raise FrameError("frame checksum mismatch")
         return payload

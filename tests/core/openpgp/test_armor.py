@@ -35,6 +35,12 @@ def test_crc24_equals_the_rfc_loop(data: bytes) -> None:
     assert armor.crc24(data) == _bitwise_crc24(data)
 
 
+def test_crc24_equals_the_rfc_loop_for_every_length_around_its_six_byte_steps() -> None:
+    data = bytes(range(256)) * 2
+    for length in range(40):
+        assert armor.crc24(data[:length]) == _bitwise_crc24(data[:length]), length
+
+
 def test_reference_shardfile_armor_is_reproduced_byte_for_byte() -> None:
     text = json.loads((CAUTION_V0 / "bundle.json").read_text())["shardfile"]
     assert armor.armor("MESSAGE", armor.dearmor_one(text, "MESSAGE")) == text

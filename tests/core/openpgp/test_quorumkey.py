@@ -76,6 +76,9 @@ def test_second_vector_from_a_raw_seed_account_node():
     assert [k.public.fingerprint_hex for k in _components(keys)] == VECTOR_2_FPRS
     key = quorumkey.decryption_key_from_account(bytes.fromhex(VECTOR_2_PRIV), bytes.fromhex(VECTOR_2_CHAIN))
     assert key.public.fingerprint_hex == VECTOR_2_FPRS[2]
+    primary = quorumkey.primary_key_from_account(bytes.fromhex(VECTOR_2_PRIV),
+                                                 bytes.fromhex(VECTOR_2_CHAIN))
+    assert primary.public.fingerprint_hex == VECTOR_2_FPRS[0]
 
 
 def test_negative_checks_of_section_9_5_all_change_the_fingerprint():
