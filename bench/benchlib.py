@@ -8,6 +8,7 @@ name and summarises.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -151,3 +152,147 @@ def emit(result: JSON) -> None:
     """The benchmark's result as one JSON document on stdout (what `run.py` reads)."""
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+# --- the runtime image, emulated on this machine -------------------------------------------
+
+IMAGE_PERSONALITIES = ("caution", "keyforkd", "keymaker", "locksmith-oneshot", "locksmithd")
+# What the Containerfile's runtime stage runs once at build time (its RUN step, verbatim).
+_IMAGE_EXTRACT = ("import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+
+
+def image_interpreter() -> Path:
+    """The interpreter the enclave image runs: Debian's /usr/bin/python3.11 (bookworm's build,
+    as in the image) when this machine has it, else the real interpreter behind this venv."""
+    debian = Path("/usr/bin/python3.11")
+    if debian.is_file() and os.access(debian, os.X_OK):
+        return debian
+    return Path(os.path.realpath(PYTHON))
+
+
+class ImageLike(NamedTuple):
+    """The runtime image's layout, rebuilt under a scratch directory (see `image_like`)."""
+
+    bin_dir: Path  # locksmith (a copy of the zipapp), its personality links, locksmith-run
+    shiv_root: Path  # extracted and compiled at "build time"
+    python: Path  # the interpreter the preamble finds first on PATH
+    env: dict[str, str]  # PATH and SHIV_ROOT as in the image; no PYTHON* variables
+
+    def cmd(self, name: str, *args: str) -> list[str]:
+        return [str(self.bin_dir / name), *args]
+
+
+def image_like(zipapp: Path, directory: Path) -> ImageLike:
+    """The runtime image on this machine, as the Containerfile builds it.
+
+    `directory/bin/locksmith` is a copy of the zipapp with the five personality links and
+    locksmith-run beside it; PATH is that directory, then one whose `python3` and `python3.11`
+    are `image_interpreter()` itself (no pyenv shim), then /usr/bin:/bin. SHIV_ROOT is extracted
+    and byte-compiled by the same first run as the Containerfile's (`SHIV_COMPILE_PYC=1
+    SHIV_INTERPRETER=1 locksmith -c ...`), the other Python versions' extension modules are
+    deleted and `locksmith-oneshot --help` is run once, as there. The environment carries no
+    PYTHON* variable (the image sets none; PYTHONDONTWRITEBYTECODE in particular would change
+    what a run costs), so a timed run starts exactly as a boot does.
+    """
+    if not zipapp.is_file():
+        raise FileNotFoundError(f"{zipapp} not found: build it first (`make build`)")
+    bin_dir = directory / "bin"
+    bin_dir.mkdir()
+    shutil.copyfile(zipapp, bin_dir / "locksmith")
+    (bin_dir / "locksmith").chmod(0o755)
+    for name in IMAGE_PERSONALITIES:
+        (bin_dir / name).symlink_to("locksmith")
+    shutil.copyfile(REPO / "locksmith" / "scripts" / "run.sh", bin_dir / "locksmith-run")
+    (bin_dir / "locksmith-run").chmod(0o755)
+    python = image_interpreter()
+    python_dir = directory / "python"
+    python_dir.mkdir()
+    for name in ("python3", "python3.11"):
+        (python_dir / name).symlink_to(python)
+    shiv_root = directory / "shiv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "SHIV_"))}
+    env.update(PATH=f"{bin_dir}:{python_dir}:/usr/local/bin:/usr/bin:/bin",
+               SHIV_ROOT=str(shiv_root))
+    done = subprocess.run([str(bin_dir / "locksmith"), "-c", _IMAGE_EXTRACT], check=True,
+                          env={**env, "SHIV_COMPILE_PYC": "1", "SHIV_INTERPRETER": "1"},
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
+    suffix = done.stdout.strip()
+    if not suffix.startswith(".cpython-3") or not suffix.endswith(".so"):
+        raise RuntimeError(f"unexpected extension suffix {suffix!r}")
+    for site_packages in shiv_root.glob("locksmith_*/site-packages"):
+        for module in site_packages.rglob("*.cpython-3*.so"):
+            if not module.name.endswith(suffix):
+                module.unlink()
+    run_timed([str(bin_dir / "locksmith-oneshot"), "--help"], env=env)
+    return ImageLike(bin_dir, shiv_root, python, env)
+
+
+def floor_commands(python: Path, shiv_root: Path) -> dict[str, list[str]]:
+    """The interpreter's own floor: start and exit (`-I -S`, and plain as a program starts it),
+    and start plus a bare import of the primitives locksmith-oneshot uses (X25519, AES, the
+    hashes) from the extracted site-packages, nothing else."""
+    site_packages = next(shiv_root.glob("locksmith_*/site-packages"))
+    primitives = (f"import sys; sys.path.append({str(site_packages)!r}); "
+                  "from cryptography.hazmat.primitives.asymmetric import x25519; "
+                  "from cryptography.hazmat.primitives.ciphers import Cipher, algorithms; "
+                  "from cryptography.hazmat.decrepit.ciphers.modes import CFB; "
+                  "from cryptography.hazmat.primitives import hashes, hmac, keywrap")
+    return {"python_I_S_pass": [str(python), "-I", "-S", "-c", "pass"],
+            "python_pass": [str(python), "-c", "pass"],
+            "python_I_S_primitives": [str(python), "-I", "-S", "-c", primitives]}
+
+
+# Starts its arguments and writes the child's peak RSS (ru_maxrss, KiB) to the file in argv[1]
+# (`max_rss_kib` says why a wrapper).
+RSS_WRAPPER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def max_rss_kib(args: Sequence[str], *, env: Mapping[str, str] | None = None,
+                cwd: Path | None = None) -> tuple[int, bytes]:
+    """Run to completion; the peak RSS (KiB) of the program and of what it waited for, and its
+    stdout.
+
+    Why a wrapper: a child's `ru_maxrss` also counts the memory of the process it was forked
+    from before its exec (Linux folds the old address space's high-water mark in), so a child
+    of this benchmark process would report at least this process's size. The wrapper, an
+    `-I -S` interpreter of a few MiB, forks it instead: figures above its own size are exact.
+    A preamble that execs the interpreter keeps the pid, so this is the interpreter's peak."""
+    with tempfile.TemporaryDirectory() as scratch:
+        report = Path(scratch) / "rss"
+        done = subprocess.run([str(image_interpreter()), "-I", "-S", "-c", RSS_WRAPPER,
+                               str(report), *args], check=False, cwd=cwd,
+                              env=dict(env) if env is not None else None,
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} exited {done.returncode}:\n"
+                               f"{done.stderr.decode(errors='replace')}")
+        return int(report.read_text()), done.stdout
+
+
+def fast_start(image: ImageLike, name: str, *args: str,
+               options: Sequence[str] = ()) -> list[str]:
+    """The command the preamble execs for `bin/<name> ARGS` once the zipapp is extracted (its
+    launcher's FAST_START, this build's id), with extra interpreter `options` such as
+    `-X importtime`: `-I` ignores PYTHONPROFILEIMPORTTIME, so this is how a benchmark traces
+    the imports of a start exactly as a boot makes it."""
+    site_packages = next(image.shiv_root.glob("locksmith_*/site-packages"))
+    build_id = site_packages.parent.name.removeprefix("locksmith_")
+    spec = importlib.util.spec_from_file_location(
+        "_bench_launcher", site_packages / "_locksmith_launcher.py")
+    assert spec is not None and spec.loader is not None
+    launcher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launcher)
+    return [str(image.python), *options, "-I", "-S", "-c", launcher.FAST_START, build_id,
+            str(image.bin_dir / name), *args]

@@ -29,6 +29,9 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 BENCHMARKS = {  # name -> whether it takes --zipapp
     "oneshot_vs_gpg": True,
+    "cold_start": True,
+    "last_shard_to_exec": True,
+    "peak_rss": True,
     "keymaker_generation": False,
     "boot_imports": True,
     "identification": False,
