@@ -296,3 +296,11 @@ def fast_start(image: ImageLike, name: str, *args: str,
     spec.loader.exec_module(launcher)
     return [str(image.python), *options, "-I", "-S", "-c", launcher.FAST_START, build_id,
             str(image.bin_dir / name), *args]
+
+
+def vm_hwm_kib(pid: int) -> int:
+    """A running process's peak resident set (kernel's VmHWM), for daemons we do not wait for."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for pid {pid}")

@@ -19,17 +19,11 @@ import argparse
 from pathlib import Path
 
 import bootkit
-from benchlib import DEFAULT_ZIPAPP, JSON, RSS_WRAPPER, emit, image_like, scratch_dir
+from benchlib import (DEFAULT_ZIPAPP, JSON, RSS_WRAPPER, emit, image_like, scratch_dir,
+                      vm_hwm_kib)
 
 SECRETS = 100
 TARGET_MIB = 100
-
-
-def vm_hwm_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
 def measure(zipapp: Path, repetitions: int) -> JSON:
