@@ -16,12 +16,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import selectors
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -44,6 +42,7 @@ from locksmith.core.protocol.holders import BundleHolders
 from locksmith.personalities.forwardd.server import Forwardd, Limits, Provision
 from tests.core.forwarding.approval_kit import signed
 from tests.core.protocol_kit import Quorum
+from tests.idle_peers import IdlePeers
 from tests.locksmithd_kit import Sim, clean_env, v1_quorum, write_bundle
 
 T = TypeVar("T")
@@ -342,95 +341,16 @@ def pcr_set(pcrs: Mapping[int, bytes]) -> PcrSet:
 # --- hostile peers (the F1 finding, on 49505) ------------------------------------------------
 
 
-class IdlePeers:
-    """`count` peers that connect, send a valid F1 (`hello=True`) or nothing, read and discard
-    whatever comes (F2) and idle; when the provider cuts one it reconnects at once. One thread,
-    non-blocking sockets (`reconnect=False`: a cut peer stays away); `stop()` closes everything. Counters: `attested` (connections that
-    received bytes), `cut` (connections the provider closed), `refused` (cut before any byte)."""
+class IdleRequesters(IdlePeers):
+    """Idle peers of the forwarding port: each sends a valid F1 (`hello=True`) or nothing."""
 
     def __init__(self, address: tuple[str, int], bundle_hash: bytes, count: int, *,
                  hello: bool = True, reconnect: bool = True) -> None:
-        self.address = address
-        self.bundle_hash = bundle_hash
-        self.count = count
-        self.hello = hello
-        self.reconnect = reconnect
-        self.attested = 0
-        self.cut = 0
-        self.refused = 0
-        self._selector = selectors.DefaultSelector()
-        self._got: dict[socket.socket, bool] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> IdlePeers:
-        for _ in range(self.count):
-            self._open()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    @property
-    def holding(self) -> int:
-        """Connections open now that have received their F2."""
-        return sum(self._got.values())
-
-    @property
-    def open(self) -> int:
-        return len(self._got)
-
-    def wait_attested(self, at_least: int, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.holding < at_least:
-            assert time.monotonic() < deadline, (
-                f"only {self.holding} of {at_least} idle connections were attested")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        for sock in list(self._got):
-            self._selector.unregister(sock)
-            sock.close()
-        self._got.clear()
-        self._selector.close()
-
-    def _open(self) -> None:
-        sock = socket.create_connection(self.address, timeout=5)
-        if self.hello:
-            sock.sendall(frame.encode(Hello(1, self.bundle_hash, os.urandom(32)).encode()))
-        sock.setblocking(False)
-        self._got[sock] = False
-        self._selector.register(sock, selectors.EVENT_READ)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for key, _ in self._selector.select(timeout=0.05):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
-                try:
-                    data = sock.recv(65536)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    data = b""
-                if data:
-                    if not self._got[sock]:
-                        self._got[sock] = True
-                        self.attested += 1
-                    continue
-                self.cut += 1
-                self.refused += not self._got.pop(sock)
-                self._selector.unregister(sock)
-                sock.close()
-                if self.reconnect and not self._stop.is_set():
-                    try:
-                        self._open()
-                    except OSError:
-                        pass  # the provider is gone: the run is over
+        def opening() -> bytes:
+            if not hello:
+                return b""
+            return frame.encode(Hello(1, bundle_hash, os.urandom(32)).encode())
+        super().__init__(address, count, opening=opening, reconnect=reconnect)
 
 
 # --- forwardd in this process (deadlines shortened) ------------------------------------------

@@ -22,12 +22,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import selectors
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +52,7 @@ from locksmith.core.protocol.session import (
 from locksmith.personalities.locksmithd.options import ListenAddress
 from locksmith.personalities.locksmithd.server import Limits, Locksmithd, Outcome, Unlocked
 from locksmith.personalities.locksmithd.startup import bind
+from tests.idle_peers import IdlePeers
 from tests.core.protocol_kit import Holder, Quorum, generated_quorum
 from tests.keyforkd_util import kill_pid, process_gone
 
@@ -359,90 +358,11 @@ def share_request(shard: Sequence[int] | bytes, threshold: int, bundle_hash: byt
 # --- keyless peers holding connections (finding F1) --------------------------------------------
 
 
-class HostilePeers:
-    """`count` peers that connect, send message 1, read and discard whatever comes (message 2)
-    and idle; when the server cuts one it reconnects at once. One thread, non-blocking sockets;
-    `stop()` closes everything. Counters: `attested` (connections that received bytes),
-    `cut` (connections the server closed), `refused` (cut before any byte arrived)."""
+class HostilePeers(IdlePeers):
+    """Idle peers of 49504: each sends message 1 and idles after message 2."""
 
     def __init__(self, address: tuple[str, int], count: int) -> None:
-        self.address = address
-        self.count = count
-        self.attested = 0
-        self.cut = 0
-        self.refused = 0
-        self._selector = selectors.DefaultSelector()
-        self._got: dict[socket.socket, bool] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> HostilePeers:
-        for _ in range(self.count):
-            self._open()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    @property
-    def open(self) -> int:
-        return len(self._got)
-
-    @property
-    def holding(self) -> int:
-        """Connections open now that have received their message 2."""
-        return sum(self._got.values())
-
-    def wait_attested(self, at_least: int, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.holding < at_least:
-            assert time.monotonic() < deadline, (
-                f"only {self.holding} of {at_least} hostile connections were attested")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        for sock in list(self._got):
-            self._selector.unregister(sock)
-            sock.close()
-        self._got.clear()
-        self._selector.close()
-
-    def _open(self) -> None:
-        sock = socket.create_connection(self.address, timeout=5)
-        sock.sendall(HolderSession().send_nonce())
-        sock.setblocking(False)
-        self._got[sock] = False
-        self._selector.register(sock, selectors.EVENT_READ)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for key, _ in self._selector.select(timeout=0.05):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
-                try:
-                    data = sock.recv(65536)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    data = b""
-                if data:
-                    if not self._got[sock]:
-                        self._got[sock] = True
-                        self.attested += 1
-                    continue
-                self.cut += 1
-                self.refused += not self._got.pop(sock)
-                self._selector.unregister(sock)
-                sock.close()
-                if not self._stop.is_set():
-                    try:
-                        self._open()
-                    except OSError:
-                        pass  # the daemon is gone: the run is over
+        super().__init__(address, count, opening=lambda: HolderSession().send_nonce())
 
 
 def serve_in_process(sim: Sim, limits: Limits, body: Callable[[tuple[str, int]], T], *,

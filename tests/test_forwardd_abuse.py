@@ -25,7 +25,7 @@ from locksmith.core.protocol.admission import Phase
 from locksmith.personalities.forwardd.server import Forwardd, Limits
 from tests.forwardd_kit import (
     Served,
-    IdlePeers, Provider, Requester, approvals, enclave, other_pcrs, serve_in_process,
+    IdleRequesters, Provider, Requester, approvals, enclave, other_pcrs, serve_in_process,
 )
 from tests.locksmithd_kit import Sim
 
@@ -73,7 +73,7 @@ def test_idle_requesters_holding_every_slot_do_not_keep_an_honest_one_out(
     whenever they are cut: the honest requester queues behind them and is attested once the
     slots' 3 s grace runs out."""
     limits = Limits()
-    with IdlePeers(provider.address, served.digest, limits.slots * 2) as peers:
+    with IdleRequesters(provider.address, served.digest, limits.slots * 2) as peers:
         peers.wait_attested(limits.slots)
         elapsed = _honest(provider.address, sim, served)
         cut = peers.cut
@@ -88,7 +88,7 @@ def test_silent_connections_make_way_for_a_requester(sim: Sim, served: Served) -
     limits = Limits()
 
     def body(address: tuple[str, int], server: Forwardd) -> float:
-        with IdlePeers(address, served.digest, limits.waiting, hello=False,
+        with IdleRequesters(address, served.digest, limits.waiting, hello=False,
                        reconnect=False):
             _wait_for(lambda: server.phases()[Phase.HELLO] == limits.waiting)
             return _honest(address, sim, served)
@@ -106,11 +106,11 @@ def test_past_every_place_new_connections_are_closed_at_once_and_logged(
     limits = Limits(waiting=2, slots=1, grace=30.0)
 
     def body(address: tuple[str, int], server: Forwardd) -> float | None:
-        with IdlePeers(address, served.digest, 1, reconnect=False) as first:
+        with IdleRequesters(address, served.digest, 1, reconnect=False) as first:
             first.wait_attested(1)
-            with IdlePeers(address, served.digest, 1, reconnect=False):
+            with IdleRequesters(address, served.digest, 1, reconnect=False):
                 _wait_for(lambda: server.phases()[Phase.WAITING] == 1)
-                with IdlePeers(address, served.digest, 1, reconnect=False):
+                with IdleRequesters(address, served.digest, 1, reconnect=False):
                     _wait_for(lambda: server.phases()[Phase.WAITING] == 2)
                     return _raw(address, frame.encode(Hello(1, served.digest,
                                                             bytes(32)).encode()))
@@ -126,7 +126,7 @@ def test_past_the_slots_the_longest_idle_requester_makes_way(sim: Sim, served: S
     limits = Limits(slots=2, grace=0.5)
 
     def body(address: tuple[str, int], _: Forwardd) -> float:
-        with IdlePeers(address, served.digest, 2, reconnect=False) as peers:
+        with IdleRequesters(address, served.digest, 2, reconnect=False) as peers:
             peers.wait_attested(2)
             return _honest(address, sim, served)
 
