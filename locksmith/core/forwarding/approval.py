@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import MappingProxyType
 
+from locksmith.core.attestation.pcr_policy import PCR_LEN, is_debug_pcrs
 from locksmith.core.openpgp import armor, packets
 from locksmith.core.openpgp import signature as sigmod
 from locksmith.core.openpgp.errors import OpenPGPError
@@ -49,7 +50,7 @@ __all__ = [
 ]
 
 MAX_APPROVAL_BYTES = 16 * 1024  # UTF-8 bytes of one approval file
-PCR_LENGTH = 48
+PCR_LENGTH = PCR_LEN
 HASH_LENGTH = 32
 LATEST_TIME = 253402300799  # 9999-12-31T23:59:59Z: the last time the statement can write
 
@@ -142,7 +143,7 @@ class PcrSet:
     @property
     def is_debug(self) -> bool:
         """All three zero: a debug-mode enclave, which no approval can admit."""
-        return not any(self.pcr0 + self.pcr1 + self.pcr2)
+        return is_debug_pcrs(self.as_pcrs())
 
     def as_pcrs(self) -> dict[int, bytes]:
         return {0: self.pcr0, 1: self.pcr1, 2: self.pcr2}
