@@ -26,6 +26,7 @@ from locksmith.core.forwarding.approval import PcrSet
 from locksmith.core.protocol.holders import BundleHolders
 from locksmith.core.protocol.messages import submission_bundle_hash
 from locksmith.core.protocol.reconstitution import KeyCheck, check_recovered_key
+from locksmith.personalities.daemonkit.deadline import socket_name
 from locksmith.personalities.daemonkit.signals import Terminated, trap_termination
 from locksmith.personalities.enclave_startup import (
     LOG_TEST_SECRET, StartupError, check_usable, excluded_holders, harden, load_bundle, open_nsm,
@@ -48,11 +49,6 @@ LISTENING = "forwarding provider listening on {addr} (bundle {bundle}, PCR0 {pcr
 def _stopped(signum: int) -> int:
     log(f"stopped by {signal.Signals(signum).name}; the secret was wiped")
     return 128 + signum
-
-
-def _address(listener: socket.socket) -> str:
-    host, port = listener.getsockname()[:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def own_pcrs(nsm: Nsm) -> PcrSet:
@@ -148,7 +144,7 @@ def main(argv: list[str]) -> int:
         bundle_hash = submission_bundle_hash(checked.bundle)
         assert bundle_hash is not None and checked.threshold is not None  # not v0 (above)
         listener = take_listener(options.listen_fd)
-        log(LISTENING.format(addr=_address(listener), bundle=bundle_hash.hex()[:16],
+        log(LISTENING.format(addr=socket_name(listener), bundle=bundle_hash.hex()[:16],
                              pcr0=pcrs.pcr0.hex()[:16]))
         if options.ready_fd is not None:
             _signal_ready(options.ready_fd)

@@ -29,12 +29,13 @@ from locksmith.core.attestation.nsm import Nsm
 from locksmith.core.keyfork.ipc import SocketLocation
 from locksmith.core.protocol.messages import submission_bundle_hash
 from locksmith.core.protocol.session import BundleHolders, ReconstitutionRound
+from locksmith.personalities.daemonkit.deadline import socket_name
 from locksmith.personalities.daemonkit.signals import Terminated, trap_termination
 from locksmith.personalities.keyforkd_launch import KeyforkdStartError, start_keyforkd
 from locksmith.personalities.launch import DaemonStartError, own_command, start_daemon
 from locksmith.personalities.locksmithd.logsink import log
 from locksmith.personalities.locksmithd.options import (
-    ListenAddress, Options, UsageError, parse_options, usage,
+    Options, UsageError, parse_options, usage,
 )
 from locksmith.personalities.locksmithd.server import (
     Locksmithd, Outcome, Stopped, Tampered, Unlocked,
@@ -91,7 +92,7 @@ def forwardd_arguments(options: Options, listen_fd: int) -> list[str]:
 def _start_provider(secret: bytearray, bound: socket.socket, options: Options) -> None:
     """§5.1: forwardd takes the bound socket and the secret, and is not waited for: the
     application's start does not depend on it, so a failure is only logged."""
-    address = _bound_address(bound)
+    address = socket_name(bound)
     try:
         pid = start_daemon(own_command("forwardd"), secret, program="forwardd",
                            label="forwarding provider",
@@ -101,11 +102,6 @@ def _start_provider(secret: bytearray, bound: socket.socket, options: Options) -
         log(str(exc))  # `forwarding provider did not start: <reason>`
         return
     log(f"forwarding provider started on {address} (forwardd, pid {pid})")
-
-
-def _bound_address(bound: socket.socket) -> ListenAddress:
-    host, port = bound.getsockname()[:2]
-    return ListenAddress(host, port)
 
 
 def _finish(outcome: Outcome, location: SocketLocation, options: Options,
@@ -182,7 +178,7 @@ def main(argv: list[str]) -> int:
             forward = bind_forwarding(options.forward_listen)
         log(listening_line(listener, loaded.checked))
         if forward is not None:
-            log(f"forwarding address {_bound_address(forward)} reserved: forwardd serves it "
+            log(f"forwarding address {socket_name(forward)} reserved: forwardd serves it "
                 "after the unlock")
         outcome = asyncio.run(server.serve(listener, companion))
         trap_termination()  # asyncio restored the defaults when it removed its handlers

@@ -30,6 +30,7 @@ from locksmith.core.bundle.model import BundleV0
 from locksmith.core.forwarding.messages import MAX_APPROVAL_BYTES
 # The steps forwardd shares live in a neutral module (docs/forwarding.md §5.1); they are
 # re-exported here under their old names for locksmithd's modules and tests.
+from locksmith.personalities.daemonkit.deadline import socket_name
 from locksmith.personalities.enclave_startup import (
     LOG_DEBUG_ALLOWED, LOG_DEV_ROOT, LOG_EXCLUDED, LOG_IMPORTED, LOG_TEST_SECRET, LOG_V0, LOG_V1,
     StartupError, check_usable, excluded_holders, harden, load_bundle, open_nsm,
@@ -170,9 +171,8 @@ def read_approvals(directory: str, say: Callable[[str], None]) -> tuple[tuple[st
 def listening_line(listener: socket.socket, checked: CheckedBundle) -> str:
     """`listening on <addr> (<generation> bundle, threshold <t or "per share set"> of <n>)`,
     with the address actually bound (so `--listen HOST:0` reports its port)."""
-    host, port = listener.getsockname()[:2]
     threshold = "per share set" if checked.threshold is None else str(checked.threshold)
-    return (f"listening on {ListenAddress(host, port)} ({checked.generation} bundle, "
+    return (f"listening on {socket_name(listener)} ({checked.generation} bundle, "
             f"threshold {threshold} of {len(checked.holders)})")
 
 
