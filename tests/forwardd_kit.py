@@ -43,7 +43,7 @@ from locksmith.personalities.forwardd.server import Forwardd, Limits, Provision
 from tests.core.forwarding.approval_kit import signed
 from tests.core.protocol_kit import Quorum
 from tests.idle_peers import IdlePeers
-from tests.locksmithd_kit import Sim, clean_env, v1_quorum, write_bundle
+from tests.locksmithd_kit import LoggedProcess, Sim, clean_env, v1_quorum, write_bundle
 
 T = TypeVar("T")
 PYTHON = sys.executable
@@ -120,28 +120,8 @@ class Served:
 
 
 @dataclass
-class Provider:
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    stdout_path: Path
-    port: int
-    secret: bytes = field(repr=False)
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return ("127.0.0.1", self.port)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = re.search(pattern, self.log())
-            if match:
-                return match
-            time.sleep(0.02)
-        raise AssertionError(f"no log line matching {pattern!r}:\n{self.log()}")
+class Provider(LoggedProcess):
+    secret: bytes = field(default=b"", repr=False)
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         if self.process.poll() is None:

@@ -140,7 +140,10 @@ def v1_quorum(sim: Sim, t: int, n: int) -> tuple[BundleV1, Quorum, bytes]:
 
 
 @dataclass
-class Daemon:
+class LoggedProcess:
+    """A daemon a test started: the process, its stderr log and stdout files, its 127.0.0.1
+    port (locksmithd here, forwardd in forwardd_kit)."""
+
     process: subprocess.Popen[bytes]
     log_path: Path
     stdout_path: Path
@@ -156,9 +159,6 @@ class Daemon:
     def stdout(self) -> str:
         return self.stdout_path.read_text(errors="replace")
 
-    def wait(self, timeout: float = 45.0) -> int:
-        return self.process.wait(timeout=timeout)
-
     def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -167,6 +167,12 @@ class Daemon:
                 return match
             time.sleep(0.02)
         raise AssertionError(f"no log line matching {pattern!r}:\n{self.log()}")
+
+
+@dataclass
+class Daemon(LoggedProcess):
+    def wait(self, timeout: float = 45.0) -> int:
+        return self.process.wait(timeout=timeout)
 
     def keyforkd(self) -> tuple[str, int] | None:
         match = KEYFORKD_READY.search(self.log())
