@@ -20,9 +20,8 @@ import signal
 import socket
 import sys
 
-from locksmith.core.attestation.nsm import Nsm, NsmError
+from locksmith.core.attestation.nsm import Nsm
 from locksmith.core.bundle.checks import CheckedBundle
-from locksmith.core.forwarding.approval import PcrSet
 from locksmith.core.protocol.holders import BundleHolders
 from locksmith.core.protocol.messages import submission_bundle_hash
 from locksmith.core.protocol.reconstitution import KeyCheck, check_recovered_key
@@ -34,7 +33,7 @@ from locksmith.personalities.enclave_startup import (
 )
 from locksmith.personalities.forwardd.options import Options, UsageError, parse_options, usage
 from locksmith.personalities.forwardd.server import Forwardd, Provision, log
-from locksmith.personalities.forwarding_trust import ForwardingTrustError, peer_trust_anchor
+from locksmith.personalities.forwarding_trust import forwarding_anchor, own_pcrs
 from locksmith.personalities.secret_fd import SecretInputError, read_secret_fd, wipe
 
 __all__ = ["main"]
@@ -49,14 +48,6 @@ LISTENING = "forwarding provider listening on {addr} (bundle {bundle}, PCR0 {pcr
 def _stopped(signum: int) -> int:
     log(f"stopped by {signal.Signals(signum).name}; the secret was wiped")
     return 128 + signum
-
-
-def own_pcrs(nsm: Nsm) -> PcrSet:
-    """This enclave's PCR0/1/2, from the NSM itself (DescribePCR)."""
-    try:
-        return PcrSet(*(nsm.describe_pcr(i).data for i in (0, 1, 2)))
-    except (NsmError, ValueError) as exc:
-        raise StartupError(f"cannot read this enclave's PCRs from the NSM: {exc}") from None
 
 
 def take_listener(fd: int) -> socket.socket:
@@ -135,12 +126,7 @@ def main(argv: list[str]) -> int:
             raise StartupError("the secret does not match the bundle")
         nsm = open_nsm(options.nsm)
         pcrs = own_pcrs(nsm)
-        try:
-            anchor, warning = peer_trust_anchor(options.nsm)
-        except ForwardingTrustError as exc:
-            raise StartupError(str(exc)) from None
-        if warning is not None:
-            log(warning)
+        anchor = forwarding_anchor(options.nsm, log)
         bundle_hash = submission_bundle_hash(checked.bundle)
         assert bundle_hash is not None and checked.threshold is not None  # not v0 (above)
         listener = take_listener(options.listen_fd)

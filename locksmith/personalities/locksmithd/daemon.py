@@ -41,8 +41,8 @@ from locksmith.personalities.locksmithd.server import (
     Locksmithd, Outcome, Stopped, Tampered, Unlocked,
 )
 from locksmith.personalities.locksmithd.startup import (
-    Loaded, StartupError, bind, bind_forwarding, forwarding_anchor, listening_line, open_nsm,
-    own_pcrs, prepare, read_approvals,
+    Loaded, StartupError, bind, bind_forwarding, listening_line, open_nsm,
+    prepare, read_approvals,
 )
 
 __all__ = ["main"]
@@ -133,16 +133,16 @@ def _requester(options: Options, loaded: Loaded, nsm: Nsm,
     for, so that an image without key forwarding boots exactly as before."""
     if not options.forward_from:
         return None
-    from locksmith.core.forwarding.approval import PcrSet
     from locksmith.core.forwarding.requester import approvals_to_present
+    from locksmith.personalities.forwarding_trust import forwarding_anchor, own_pcrs
     from locksmith.personalities.locksmithd.forward_client import ForwardClient, Requester
 
-    anchor = forwarding_anchor(options, log)
+    anchor = forwarding_anchor(options.nsm, log)
     bundle_hash = submission_bundle_hash(loaded.checked.bundle)
     assert bundle_hash is not None  # startup refused a v0 bundle
     texts = [text for _, text in read_approvals(options.approvals, log)]
     chosen = approvals_to_present(texts, bundle_hash=bundle_hash,
-                                  own_pcrs=PcrSet.from_pcrs(own_pcrs(nsm)))
+                                  own_pcrs=own_pcrs(nsm))
     requester = Requester(providers=options.forward_from, bundle_hash=bundle_hash,
                           public_key=loaded.checked.quorum_certificate, anchor=anchor,
                           approvals=chosen)

@@ -23,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from locksmith.core.attestation.nsm import Nsm, NsmError
-from locksmith.core.attestation.verify import TrustAnchor
 from locksmith.core.bundle.checks import CheckedBundle
 from locksmith.core.bundle.model import BundleV0
 from locksmith.core.forwarding.messages import MAX_APPROVAL_BYTES
@@ -37,14 +35,13 @@ from locksmith.personalities.enclave_startup import (
     verify_bundle_generation,
 )
 from locksmith.personalities.enclave_startup import os_reason as _os_reason
-from locksmith.personalities.forwarding_trust import ForwardingTrustError, peer_trust_anchor
 from locksmith.personalities.locksmithd.options import ListenAddress, Options
 
 __all__ = [
     "LOG_DEBUG_ALLOWED", "LOG_DEV_ROOT", "LOG_EXCLUDED", "LOG_IMPORTED", "LOG_TEST_SECRET",
     "LOG_V0", "LOG_V1", "Loaded", "StartupError", "bind", "bind_forwarding", "check_forwarding",
-    "check_usable", "excluded_holders", "forwarding_anchor", "harden", "listening_line",
-    "load_bundle", "open_nsm", "own_pcrs", "prepare", "read_approvals", "verify_generation",
+    "check_usable", "excluded_holders", "harden", "listening_line",
+    "load_bundle", "open_nsm", "prepare", "read_approvals", "verify_generation",
 ]
 
 LOG_FORWARDING_V0 = ("key forwarding needs a bundle with a threshold (V1 or ImportedV0); {path} "
@@ -110,26 +107,6 @@ def _bound(address: ListenAddress) -> socket.socket:
         bound.close()
         raise StartupError(f"cannot listen on {address}: {_os_reason(exc)}") from None
     return bound
-
-
-def forwarding_anchor(options: Options, say: Callable[[str], None]) -> TrustAnchor:
-    """The root a forwarding peer's document must chain to (§2.1), announced when simulated.
-    Read after the NSM was opened (opening the simulated NSM creates its CA)."""
-    try:
-        anchor, warning = peer_trust_anchor(options.nsm)
-    except ForwardingTrustError as exc:
-        raise StartupError(str(exc)) from None
-    if warning is not None:
-        say(warning)
-    return anchor
-
-
-def own_pcrs(nsm: Nsm) -> dict[int, bytes]:
-    """This enclave's PCR0/1/2 (DescribePCR): the set a requester's approvals must name."""
-    try:
-        return {i: nsm.describe_pcr(i).data for i in (0, 1, 2)}
-    except NsmError as exc:
-        raise StartupError(f"cannot read this enclave's PCRs from the NSM: {exc}") from None
 
 
 def read_approvals(directory: str, say: Callable[[str], None]) -> tuple[tuple[str, str], ...]:
