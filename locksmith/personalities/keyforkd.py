@@ -213,19 +213,6 @@ def remove_socket(path: str, identity: os.stat_result) -> None:
         pass
 
 
-def signal_ready(fd: int) -> None:
-    try:
-        os.write(fd, b"READY\n")
-    except OSError as exc:
-        raise StartupError(f"cannot signal readiness on fd {fd}: "
-                           f"{exc.strerror or exc}") from None
-    finally:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -281,7 +268,7 @@ def main(argv: list[str]) -> int:
         # until that handler is installed (`_serve`) instead of racing it.
         signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         if args.ready_fd is not None:
-            signal_ready(args.ready_fd)
+            secret_fd.signal_ready(args.ready_fd, StartupError)
         log(f"listening on {location.path}")
         # Only now (see the module's docstring); stop signals stay pending meanwhile.
         import asyncio

@@ -29,9 +29,10 @@ import time
 import zipfile
 from collections.abc import Sequence
 
+from locksmith.personalities.secret_fd import READY
+
 __all__ = ["DaemonStartError", "READY", "own_command", "start_daemon"]
 
-READY = b"READY\n"
 
 # Started daemons are deliberately never waited for; holding their Popen objects keeps Python
 # from warning about (or reaping) a process that is meant to outlive the caller.

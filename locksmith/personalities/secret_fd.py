@@ -1,5 +1,6 @@
 """Receiving the master secret through an inherited pipe (enclave.md §3.3, docs/forwarding.md
-§5.1): keyforkd and forwardd are started by locksmithd with `--secret-fd N`.
+§5.1): keyforkd and forwardd are started by locksmithd with `--secret-fd N`, and answer
+`READY` on `--ready-fd N` (what `launch.start_daemon` waits for).
 
 The secret crosses the process boundary only this way — never argv, the environment or a file.
 Exactly 32 bytes, then EOF: a short read means the sender died, a longer one that something
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["SECRET_LENGTH", "SecretInputError", "read_secret_fd", "wipe"]
+__all__ = ["READY", "SECRET_LENGTH", "SecretInputError", "read_secret_fd", "signal_ready", "wipe"]
 
 SECRET_LENGTH = 32
+READY = b"READY\n"
 
 
 class SecretInputError(Exception):
@@ -51,3 +53,17 @@ def read_secret_fd(fd: int) -> bytearray:
                                f"got {found}")
     del buffer[SECRET_LENGTH:]
     return buffer
+
+
+def signal_ready(fd: int, error: type[Exception]) -> None:
+    """Write `READY` and close `fd`; a failure raises `error` (the daemon's startup error) with
+    one line naming the descriptor."""
+    try:
+        os.write(fd, READY)
+    except OSError as exc:
+        raise error(f"cannot signal readiness on fd {fd}: {exc.strerror or exc}") from None
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass

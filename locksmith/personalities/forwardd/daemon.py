@@ -15,7 +15,6 @@ starlette or PGPy.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import sys
@@ -34,7 +33,9 @@ from locksmith.personalities.enclave_startup import (
 from locksmith.personalities.forwardd.options import Options, UsageError, parse_options, usage
 from locksmith.personalities.forwardd.server import Forwardd, Provision, log
 from locksmith.personalities.forwarding_trust import forwarding_anchor, own_pcrs
-from locksmith.personalities.secret_fd import SecretInputError, read_secret_fd, wipe
+from locksmith.personalities.secret_fd import (
+    SecretInputError, read_secret_fd, signal_ready, wipe,
+)
 
 __all__ = ["main"]
 
@@ -69,18 +70,6 @@ def take_listener(fd: int) -> socket.socket:
         raise
     listener.setblocking(False)
     return listener
-
-
-def _signal_ready(fd: int) -> None:
-    try:
-        os.write(fd, b"READY\n")
-    except OSError as exc:
-        raise StartupError(f"cannot signal readiness on fd {fd}: {os_reason(exc)}") from None
-    finally:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
 
 
 def _bundle(options: Options) -> tuple[CheckedBundle, BundleHolders, tuple[int, ...]]:
@@ -133,7 +122,7 @@ def main(argv: list[str]) -> int:
         log(LISTENING.format(addr=socket_name(listener), bundle=bundle_hash.hex()[:16],
                              pcr0=pcrs.pcr0.hex()[:16]))
         if options.ready_fd is not None:
-            _signal_ready(options.ready_fd)
+            signal_ready(options.ready_fd, StartupError)
         provision = Provision(secret, bundle_hash, pcrs, holders, checked.threshold, anchor,
                               excluded)
         signum = asyncio.run(Forwardd(provision, nsm=nsm).serve(listener))
