@@ -36,6 +36,7 @@ __all__ = [
     "dumps_pretty",
     "first_duplicate",
     "loads",
+    "loads_message",
     "read_bytes",
     "read_int",
     "read_list",
@@ -268,3 +269,18 @@ def dumps_pretty(value: Any) -> str:
 def dumps_compact(value: Any) -> str:
     """No whitespace at all (HTTP bodies, protocol frames); member order is the caller's."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def loads_message(payload: str | bytes, what: str, error: type[Exception]) -> dict[str, Any]:
+    """A wire message that must be one JSON object, for a peer that may be hostile: every
+    failure raises `error` with a fixed text naming `what`, never one quoting the input (this
+    module's own texts may)."""
+    try:
+        value = loads(payload)
+    except DuplicateMemberError:
+        raise error(f"{what} has a duplicate member") from None
+    except StrictJSONError:
+        raise error(f"{what} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise error(f"{what} is not a JSON object")
+    return value

@@ -71,15 +71,7 @@ class MessageError(ValueError):
 
 
 def _object(payload: bytes | str, what: str) -> dict[str, Any]:
-    try:
-        value = strictjson.loads(payload)
-    except strictjson.DuplicateMemberError:
-        raise MessageError(f"{what} has a duplicate member") from None
-    except strictjson.StrictJSONError:  # its texts may quote the input: replace them
-        raise MessageError(f"{what} is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise MessageError(f"{what} is not a JSON object")
-    return value
+    return strictjson.loads_message(payload, what, MessageError)
 
 
 def _exact(value: Any, what: str, members: tuple[str, ...]) -> dict[str, Any]:

@@ -64,15 +64,7 @@ class LocalProtocolError(ProtocolError):
 
 
 def _load_object(payload: bytes | str, what: str) -> dict[str, Any]:
-    try:
-        value = strictjson.loads(payload)
-    except strictjson.DuplicateMemberError:
-        raise RemoteProtocolError(f"{what} has a duplicate member") from None
-    except strictjson.StrictJSONError:  # its texts may quote the input: replace them
-        raise RemoteProtocolError(f"{what} is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise RemoteProtocolError(f"{what} is not a JSON object")
-    return value
+    return strictjson.loads_message(payload, what, RemoteProtocolError)
 
 
 def _exact(obj: dict[str, Any], what: str, required: tuple[str, ...],
