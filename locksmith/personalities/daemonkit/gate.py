@@ -32,6 +32,11 @@ class Conn:
     attested_at: float | None = None
     evicted: str | None = field(default=None)  # why, once it was
 
+    def eviction_line(self) -> tuple[str, str]:
+        """The rate-limited log's kind and line for this connection's eviction."""
+        kind = "evict:idle" if self.attested_at is not None else "evict:hello"
+        return kind, f"evicted the connection from {self.peer}: {self.evicted}"
+
 
 class Gate:
     def __init__(self, policy: Policy, loop: asyncio.AbstractEventLoop,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["INTERVAL", "RateLimitedLog", "events_suffix", "stderr_line"]
+__all__ = ["INTERVAL", "RateLimitedLog", "events_suffix", "loop_error_line", "stderr_line"]
 
 INTERVAL = 1.0  # seconds between two lines of one kind (enclave.md §3.2)
 
@@ -34,6 +34,18 @@ def stderr_line(program: str, text: str) -> None:
 def events_suffix(count: int) -> str:
     """locksmithd's wording: `count` events (the reported one included) since the last line."""
     return "" if count == 1 else f" ({count} events of this kind since the last report)"
+
+
+def loop_error_line(context: dict[str, object]) -> tuple[str, str]:
+    """Kind and line for what asyncio hands a loop's exception handler. asyncio reports
+    accept() failures there (and pauses accepting on EMFILE/ENFILE by itself); anything else is
+    a bug worth one bounded line, never a traceback flood."""
+    message = str(context.get("message", "unexpected event loop error"))
+    exc = context.get("exception")
+    detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+    if "accept" in message:
+        return "accept", f"accept error{detail}; the listener keeps serving"
+    return "internal", f"internal error: {message}{detail}"[:512]
 
 
 @dataclass

@@ -61,7 +61,7 @@ from locksmith.core.protocol.holders import BundleHolders
 from locksmith.personalities.daemonkit.deadline import LimitHit, deadline, peer_name
 from locksmith.personalities.daemonkit.gate import Conn, Gate
 from locksmith.personalities.daemonkit.lanes import WorkLanes
-from locksmith.personalities.daemonkit.ratelog import RateLimitedLog, stderr_line
+from locksmith.personalities.daemonkit.ratelog import RateLimitedLog, loop_error_line, stderr_line
 from locksmith.personalities.forwardd.pushes import Pushes, push_kind, pushes_suffix
 
 __all__ = ["Forwardd", "Limits", "Provision", "audit_forwarded", "log", "refusal_kind"]
@@ -223,21 +223,14 @@ class Forwardd:
         return self._gate.admission.counts() if self._gate is not None else {}
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        message = str(context.get("message", "unexpected event loop error"))
-        exc = context.get("exception")
-        detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
-        if "accept" in message:
-            self._hit("accept", f"accept error{detail}; the listener keeps serving")
-        else:
-            self._hit("internal", f"internal error: {message}{detail}"[:512])
+        self._hit(*loop_error_line(context))
 
     def _hit(self, kind: str, text: str) -> None:
         self.counts[kind] += 1
         self._rlog.hit(kind, text)
 
     def _evicted(self, conn: Conn) -> None:
-        kind = "evict:idle" if conn.attested_at is not None else "evict:hello"
-        self._hit(kind, f"evicted the connection from {conn.peer}: {conn.evicted}")
+        self._hit(*conn.eviction_line())
 
     # --- one connection ------------------------------------------------------------------------
 

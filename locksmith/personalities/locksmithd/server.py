@@ -51,6 +51,7 @@ from locksmith.core.protocol.session import (
     SubmissionReceived,
 )
 from locksmith.personalities.daemonkit.deadline import LimitHit, deadline, peer_name
+from locksmith.personalities.daemonkit.ratelog import loop_error_line
 from locksmith.personalities.locksmithd.gate import Conn, Gate, Limits
 from locksmith.personalities.locksmithd.identify import open_submission
 from locksmith.personalities.locksmithd.logsink import RateLimitedLog, log
@@ -192,19 +193,10 @@ class Locksmithd:
             await asyncio.wait(others, timeout=5.0)
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        """asyncio reports accept() failures here (and pauses accepting on EMFILE/ENFILE by
-        itself); anything else is a bug worth one bounded line, never a traceback flood."""
-        message = str(context.get("message", "unexpected event loop error"))
-        exc = context.get("exception")
-        detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
-        if "accept" in message:
-            self._rlog.hit("accept", f"accept error{detail}; the listener keeps serving")
-        else:
-            self._rlog.hit("internal", f"internal error: {message}{detail}"[:512])
+        self._rlog.hit(*loop_error_line(context))
 
     def _evicted(self, conn: Conn) -> None:
-        kind = "evict:idle" if conn.attested_at is not None else "evict:hello"
-        self._rlog.hit(kind, f"evicted the connection from {conn.peer}: {conn.evicted}")
+        self._rlog.hit(*conn.eviction_line())
 
     # --- one connection ------------------------------------------------------------------------
 
