@@ -91,7 +91,7 @@ def test_install_cli_refuses_an_install_dir_that_is_not_writable(mode: str) -> N
     # with W_OK fails there for root too, and so does creating a file).
     not_writable = "/proc/1"
     if not os.path.isdir(not_writable) or os.access(not_writable, os.W_OK):
-        pytest.skip(f"{not_writable} is not a directory that this user cannot write to")
+        pytest.skip(reason=f"{not_writable} is not a directory that this user cannot write to")
     result = _install(mode, not_writable)
     assert result.returncode == 1
     assert result.stderr == f"Error: {not_writable} is not writable.\n"

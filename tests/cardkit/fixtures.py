@@ -30,7 +30,7 @@ def require_card_stack() -> None:
     """Skip or fail, per the skip rule, when the card stack cannot run here."""
     system = missing_system_pieces()
     if system and os.geteuid() != 0:
-        pytest.skip(SKIP_MESSAGE)
+        pytest.skip(reason=SKIP_MESSAGE)
     missing = system + missing_python_pieces()
     if missing:
         pytest.fail(f"card tests need {', '.join(missing)}: {INSTALL_HINT}", pytrace=False)
